@@ -1,0 +1,6 @@
+"""her2path: HER2 scoring from IHC slides and FISH/ISH fields. Research use only, not for diagnosis."""
+__version__ = "0.1.0"
+
+from .io import open_image  # noqa: E402
+
+__all__ = ["__version__", "open_image"]

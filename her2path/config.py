@@ -1,0 +1,94 @@
+"""Typed settings loaded from ``configs/*.yaml``; all lengths in um, resolutions in um/px."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TilingConfig(_Section):
+    analysis_mpp: float = Field(0.5, gt=0, description="analysis resolution, um/px")
+    tile_um: float = Field(256.0, gt=0, description="tile edge at analysis resolution, um")
+    thumbnail_mpp: float = Field(8.0, gt=0, description="tissue-detection thumbnail resolution, um/px")
+    min_tissue_fraction: float = Field(0.05, ge=0, le=1)
+
+
+class TissueConfig(_Section):
+    min_od: float = Field(0.06, gt=0, description="mean optical density above which a pixel is stained")
+    max_saturation_bg: float = Field(0.07, ge=0, le=1)
+    smooth_um: float = Field(24.0, ge=0, description="morphological smoothing radius, um")
+    min_island_um2: float = Field(20000.0, ge=0, description="smallest tissue piece kept, um^2")
+
+
+class IoConfig(_Section):
+    plausible_mpp: tuple[float, float] = (0.05, 20.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "IoConfig":
+        lo, hi = self.plausible_mpp
+        if not 0 < lo < hi:
+            raise ValueError("plausible_mpp must be [low, high] with 0 < low < high")
+        return self
+
+
+class Settings(_Section):
+    tiling: TilingConfig = TilingConfig()
+    tissue: TissueConfig = TissueConfig()
+    io: IoConfig = IoConfig()
+
+    def digest(self) -> str:
+        """sha256 of the settings as canonical JSON (for provenance)."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_yaml(path: Path) -> dict:
+    """Read a YAML mapping, turning every failure into a ConfigError naming the file."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path, "check the path") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML ({str(exc).splitlines()[0]})", path,
+                          "fix the YAML syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping of settings at the top level", path,
+                          "write 'key: value' entries")
+    return data
+
+
+def validation_message(exc: ValidationError) -> str:
+    """One line naming every bad key and what it accepts."""
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{key}: {msg}")
+    return "; ".join(parts)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load settings from a YAML file (default: ``configs/default.yaml``)."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    data = read_yaml(path)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings ({validation_message(exc)})", path,
+                          "correct the named keys; see configs/default.yaml") from None

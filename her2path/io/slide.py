@@ -1,0 +1,381 @@
+"""One reader for whole-slide images (through OpenSlide) and plain images.
+
+Formats are recognised by content, not by extension. Every reader exposes the
+level-0 size, the pyramid levels, the pixel size in um/px (mpp) and region
+reads at a requested mpp: the best pyramid level is read, then resized.
+
+Examples
+--------
+>>> from her2path.io import open_image
+>>> with open_image("slide.svs") as img:                       # doctest: +SKIP
+...     tile = img.read_at_mpp(1000, 2000, 512, 512, mpp=0.5)   # (512, 512, 3) uint8
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import InputError, MppError
+from ..schema import LevelInfo, SlideInfo
+
+PLAUSIBLE_MPP = (0.05, 20.0)
+_MAGIC = [
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),
+    (b"MM\x00+", "tiff"),
+]
+MPP_FIX = "pass the pixel size with --mpp (e.g. --mpp 0.5 for a 20x scan, 0.25 for 40x)"
+
+
+@dataclass(frozen=True)
+class Level:
+    """One pyramid level: size in px and downsample relative to level 0."""
+
+    width: int
+    height: int
+    downsample: float
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError("file not found", path, "check the path")
+    if path.is_dir():
+        raise InputError("is a folder, not an image", path,
+                         "give one slide or image file (use 'her2path batch' for folders)")
+    if path.stat().st_size == 0:
+        raise InputError("file is empty (0 bytes)", path, "copy or export the image again")
+
+
+def sniff_format(path: str | Path) -> str | None:
+    """Name the format of ``path`` from its content, or None when unrecognised.
+
+    Returns an OpenSlide vendor (``aperio``, ``hamamatsu``, ``mirax``,
+    ``generic-tiff``, ``dicom``...) when OpenSlide recognises the file, else
+    ``png``, ``jpeg`` or ``tiff`` from the file's magic bytes.
+    """
+    import openslide
+
+    path = Path(path)
+    try:
+        vendor = openslide.OpenSlide.detect_format(str(path))
+    except Exception:  # OpenSlide raises on unreadable headers; fall back to magic bytes
+        vendor = None
+    if vendor:
+        return vendor
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def plausible_mpp(value: float | None, limits: tuple[float, float] = PLAUSIBLE_MPP) -> float | None:
+    """Return ``value`` when it is a microscopy pixel size in um/px, else None.
+
+    Screen resolutions (72 or 96 dpi = 353 or 265 um/px) written by ordinary
+    image software are not pixel sizes of a scan and are rejected.
+    """
+    if value is None or not math.isfinite(value) or not limits[0] <= value <= limits[1]:
+        return None
+    return float(value)
+
+
+class SlideImage:
+    """Base reader. Subclasses implement ``levels``, ``_read_level`` and metadata."""
+
+    format: str = ""
+
+    def __init__(self, path: Path, mpp: float | None, mpp_source: str):
+        self.path = path
+        self._mpp = mpp
+        self.mpp_source = mpp_source
+
+    # -- metadata -----------------------------------------------------------
+    levels: list[Level]
+    objective_power: float | None = None
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        """Level-0 (width, height) in px."""
+        return self.levels[0].width, self.levels[0].height
+
+    @property
+    def mpp(self) -> float:
+        """Level-0 pixel size in um/px; raises MppError when unknown."""
+        if self._mpp is None:
+            raise MppError("pixel size (mpp) unknown: the file's metadata does not give it",
+                           self.path, MPP_FIX)
+        return self._mpp
+
+    @property
+    def mpp_or_none(self) -> float | None:
+        return self._mpp
+
+    def info(self) -> SlideInfo:
+        """Format, size, levels and mpp, as reported by ``her2path info``."""
+        return SlideInfo(
+            path=str(self.path),
+            format=self.format,
+            width=self.dimensions[0],
+            height=self.dimensions[1],
+            mpp=self._mpp,
+            mpp_source=self.mpp_source,
+            objective_power=self.objective_power,
+            levels=[
+                LevelInfo(level=i, width=lv.width, height=lv.height,
+                          downsample=round(lv.downsample, 6),
+                          mpp=None if self._mpp is None else round(self._mpp * lv.downsample, 6))
+                for i, lv in enumerate(self.levels)
+            ],
+            file_bytes=self.path.stat().st_size if self.path.exists() else 0,
+        )
+
+    # -- pixels -------------------------------------------------------------
+    def _read_level(self, x: int, y: int, level: int, width: int, height: int) -> np.ndarray:
+        """RGB uint8 (height, width, 3); (x, y) in level-0 px. Outside the image reads white."""
+        raise NotImplementedError
+
+    def read_region(self, x: int, y: int, level: int, width: int, height: int) -> np.ndarray:
+        """Read ``width`` x ``height`` px of ``level`` whose top-left is level-0 (x, y)."""
+        if not 0 <= level < len(self.levels):
+            raise ValueError(f"level {level} out of range 0..{len(self.levels) - 1}")
+        return self._read_level(int(x), int(y), level, int(width), int(height))
+
+    def best_level(self, downsample: float) -> int:
+        """The coarsest level whose downsample does not exceed ``downsample`` (1% slack)."""
+        best = 0
+        for i, lv in enumerate(self.levels):
+            if lv.downsample <= downsample * 1.01:
+                best = i if lv.downsample >= self.levels[best].downsample else best
+        return best
+
+    def read_at_mpp(self, x: int, y: int, width: int, height: int, mpp: float) -> np.ndarray:
+        """Read a region at resolution ``mpp`` (um/px).
+
+        Parameters
+        ----------
+        x, y : int
+            Top-left corner in level-0 px.
+        width, height : int
+            Output size in px at ``mpp``.
+        mpp : float
+            Requested resolution, um/px.
+
+        Returns
+        -------
+        (height, width, 3) uint8 RGB. The best pyramid level is read and then
+        resized (area interpolation when shrinking).
+        """
+        downsample = mpp / self.mpp
+        level = self.best_level(downsample)
+        lv_ds = self.levels[level].downsample
+        scale = downsample / lv_ds  # level px per output px
+        lw = max(1, int(round(width * scale)))
+        lh = max(1, int(round(height * scale)))
+        region = self._read_level(int(x), int(y), level, lw, lh)
+        if (lw, lh) == (width, height):
+            return region
+        interp = cv2.INTER_AREA if scale > 1 else cv2.INTER_LINEAR
+        return cv2.resize(region, (width, height), interpolation=interp)
+
+    def thumbnail(self, mpp: float) -> np.ndarray:
+        """The whole image at ``mpp`` um/px (at least 1 px each side)."""
+        w, h = self.dimensions
+        ds = mpp / self.mpp
+        return self.read_at_mpp(0, 0, max(1, round(w / ds)), max(1, round(h / ds)), mpp)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class OpenSlideImage(SlideImage):
+    """Whole-slide formats read by OpenSlide (Aperio, Hamamatsu, MIRAX, DICOM, tiled TIFF...)."""
+
+    def __init__(self, path: Path, vendor: str, mpp: float | None = None):
+        import openslide
+
+        try:
+            self._slide = openslide.OpenSlide(str(path))
+        except openslide.OpenSlideError as exc:
+            raise InputError(f"{vendor} slide cannot be opened ({exc})", path,
+                             "the file is corrupt, truncated or uses an unsupported compression; "
+                             "export or copy it again") from None
+        self.format = vendor
+        props = self._slide.properties
+        meta = _float(props.get(openslide.PROPERTY_NAME_MPP_X))
+        meta = plausible_mpp(meta)
+        source = "user" if mpp else ("metadata" if meta else "unknown")
+        super().__init__(path, mpp or meta, source)
+        self.objective_power = _float(props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER))
+        self.levels = [
+            Level(w, h, float(d))
+            for (w, h), d in zip(self._slide.level_dimensions, self._slide.level_downsamples)
+        ]
+        self.properties = dict(props)
+
+    def _read_level(self, x, y, level, width, height):
+        import openslide
+
+        try:
+            rgba = np.asarray(self._slide.read_region((x, y), level, (width, height)))
+        except openslide.OpenSlideError as exc:
+            raise InputError(f"slide data cannot be decoded ({exc})", self.path,
+                             "the file is corrupt or truncated; copy or rescan it") from None
+        return _rgba_over_white(rgba)
+
+    def close(self):
+        self._slide.close()
+
+
+class ArrayImage(SlideImage):
+    """An image held in memory: plain PNG/JPEG/TIFF files, or an array passed by a caller.
+
+    Lower levels are not stored; reads at a coarser mpp resize level 0.
+    """
+
+    def __init__(self, rgb: np.ndarray, path: Path | str = "<array>", fmt: str = "array",
+                 mpp: float | None = None, mpp_source: str = "user"):
+        super().__init__(Path(path), mpp, mpp_source if mpp else "unknown")
+        self.format = fmt
+        self._rgb = np.ascontiguousarray(rgb)
+        self.levels = [Level(rgb.shape[1], rgb.shape[0], 1.0)]
+        self.properties = {}
+
+    @property
+    def array(self) -> np.ndarray:
+        return self._rgb
+
+    def _read_level(self, x, y, level, width, height):
+        out = np.full((height, width, 3), 255, np.uint8)
+        h, w = self._rgb.shape[:2]
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + width, w), min(y + height, h)
+        if x1 > x0 and y1 > y0:
+            out[y0 - y:y1 - y, x0 - x:x1 - x] = self._rgb[y0:y1, x0:x1]
+        return out
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _rgba_over_white(rgba: np.ndarray) -> np.ndarray:
+    """OpenSlide returns premultiplied RGBA; transparent (no data) areas become white glass."""
+    rgb = rgba[..., :3]
+    alpha = rgba[..., 3:4]
+    if alpha.min() == 255:
+        return np.ascontiguousarray(rgb)
+    out = rgb.astype(np.uint16) + (255 - alpha.astype(np.uint16))
+    return np.minimum(out, 255).astype(np.uint8)
+
+
+def to_rgb8(img: np.ndarray, path: Path) -> np.ndarray:
+    """Turn gray, gray+alpha, RGB, RGBA of any integer/float depth into RGB uint8."""
+    img = np.asarray(img)
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
+        raise InputError(f"unsupported image layout {img.shape} for a brightfield image", path,
+                         "give an RGB image (fluorescence fields go to 'her2path ish')")
+    if img.dtype != np.uint8:
+        if np.issubdtype(img.dtype, np.integer):
+            img = (img.astype(np.float64) / np.iinfo(img.dtype).max * 255).round()
+        else:
+            img = np.clip(img, 0, 1) * 255
+        img = img.astype(np.uint8)
+    if img.shape[2] in (2, 4):  # composite alpha over white
+        alpha = img[..., -1:].astype(np.float32) / 255
+        img = (img[..., :-1] * alpha + 255 * (1 - alpha)).round().astype(np.uint8)
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img)
+
+
+def read_plain(path: Path, fmt: str) -> tuple[np.ndarray, float | None]:
+    """Pixels and metadata mpp (or None) of a PNG, JPEG or TIFF file that OpenSlide does not read."""
+    try:
+        if fmt == "tiff":
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages[0]
+                data = page.asarray()
+                mpp = _tiff_mpp(page)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                dpi = im.info.get("dpi")
+                if im.mode not in ("RGB", "RGBA", "L", "LA", "I;16"):
+                    im = im.convert("RGBA")
+                data = np.asarray(im)
+            mpp = 25400.0 / float(dpi[0]) if dpi and float(dpi[0]) > 0 else None
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{fmt.upper()} image cannot be decoded ({type(exc).__name__}: {exc})",
+                         path, "the file is corrupt or truncated; export it again") from None
+    return data, plausible_mpp(mpp)
+
+
+def _tiff_mpp(page) -> float | None:
+    """um/px from TIFF XResolution + ResolutionUnit (inch or centimetre)."""
+    tags = page.tags
+    if "XResolution" not in tags:
+        return None
+    num, den = tags["XResolution"].value
+    unit = tags["ResolutionUnit"].value if "ResolutionUnit" in tags else 2
+    if not num or not den:
+        return None
+    per_unit = num / den
+    um_per_unit = {2: 25400.0, 3: 10000.0}.get(int(unit))
+    return um_per_unit / per_unit if um_per_unit else None
+
+
+def open_image(path: str | Path, mpp: float | None = None) -> SlideImage:
+    """Open a whole-slide image or a plain image, recognised by content.
+
+    Parameters
+    ----------
+    path : str or Path
+        Slide (svs, ndpi, mrxs, tiled tiff, dcm...) or plain PNG/JPEG/TIFF.
+    mpp : float, optional
+        Level-0 pixel size in um/px; overrides the file's metadata.
+
+    Raises
+    ------
+    InputError
+        Missing, empty, corrupt or unrecognised file (one-line message with the fix).
+    """
+    path = Path(path)
+    _check_file(path)
+    if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
+        raise MppError(f"--mpp must be a positive number of um/px, got {mpp}", path, MPP_FIX)
+    fmt = sniff_format(path)
+    if fmt is None:
+        raise InputError("not a recognised slide or image (content matches no supported format)",
+                         path, "give an OpenSlide slide (svs, ndpi, mrxs, tiff, dcm...) "
+                         "or a PNG/JPEG/TIFF image")
+    if fmt not in ("png", "jpeg", "tiff"):
+        return OpenSlideImage(path, fmt, mpp)
+    data, meta = read_plain(path, fmt)
+    rgb = to_rgb8(data, path)
+    if mpp:
+        return ArrayImage(rgb, path, fmt, mpp, "user")
+    return ArrayImage(rgb, path, fmt, meta, "metadata")
