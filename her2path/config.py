@@ -26,8 +26,7 @@ class TilingConfig(_Section):
 
 
 class TissueConfig(_Section):
-    min_od: float = Field(0.06, gt=0, description="mean optical density above which a pixel is stained")
-    max_saturation_bg: float = Field(0.07, ge=0, le=1)
+    min_od: float = Field(0.03, gt=0, description="largest-channel optical density above glass that marks tissue")
     smooth_um: float = Field(24.0, ge=0, description="morphological smoothing radius, um")
     min_island_um2: float = Field(20000.0, ge=0, description="smallest tissue piece kept, um^2")
 

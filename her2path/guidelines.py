@@ -58,10 +58,19 @@ class IhcTable(_Strict):
         return self
 
 
+class IshTable(_Strict):
+    scheme: Literal["groups", "ratio"]
+    min_nuclei: int = Field(20, ge=1)
+    ratio_cutoff: float = Field(2.0, gt=0)
+    her2_low: float = Field(4.0, gt=0)
+    her2_high: float = Field(6.0, gt=0)
+
+
 class Guideline(_Strict):
     name: str
     title: str
     ihc: IhcTable
+    ish: IshTable
 
 
 class IhcDecision(_Strict):
@@ -150,3 +159,17 @@ def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast") -> 
         counts=counts,
         near_cutoff=near,
     )
+
+
+def ish_group(her2_per_cell: float, cep17_per_cell: float, guideline: str | Guideline = "breast") -> int | None:
+    """ASCO/CAP dual-probe ISH group 1-5 from mean signals per cell (None for ratio-only schemes)."""
+    table = guideline if isinstance(guideline, Guideline) else load_guideline(guideline)
+    t = table.ish
+    if t.scheme != "groups":
+        return None
+    ratio = her2_per_cell / cep17_per_cell if cep17_per_cell > 0 else float("inf")
+    if ratio >= t.ratio_cutoff:
+        return 1 if her2_per_cell >= t.her2_low else 2
+    if her2_per_cell >= t.her2_high:
+        return 3
+    return 4 if her2_per_cell >= t.her2_low else 5

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import InputError, MppError
 from ..schema import LevelInfo, SlideInfo
+from .writers import MPP_COMMENT
 
 PLAUSIBLE_MPP = (0.05, 20.0)
 _MAGIC = [
@@ -314,14 +315,16 @@ def read_plain(path: Path, fmt: str) -> tuple[np.ndarray, float | None]:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                page = tif.pages[0]
-                data = page.asarray()
-                mpp = _tiff_mpp(page)
+                data = tif.series[0].asarray()   # a stack of pages (e.g. CYX) comes whole
+                mpp = _tiff_mpp(tif.pages[0])
         else:
             from PIL import Image
 
             with Image.open(path) as im:
                 dpi = im.info.get("dpi")
+                comment = im.info.get("comment", b"")
+                if isinstance(comment, bytes) and comment.startswith(MPP_COMMENT.encode()):
+                    dpi = (25400.0 / float(comment[len(MPP_COMMENT):]),)
                 if im.mode not in ("RGB", "RGBA", "L", "LA", "I;16"):
                     im = im.convert("RGBA")
                 data = np.asarray(im)

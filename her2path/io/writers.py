@@ -2,7 +2,8 @@
 
 Pixel size is stored where each format keeps it, so that ``open_image`` reads
 it back: PNG pHYs (px per metre), JPEG JFIF density in dots per cm (the 16-bit
-field overflows in dots per inch below 0.39 um/px), TIFF resolution tags in cm.
+field overflows in dots per inch below 0.39 um/px) plus a comment segment
+with the exact value, TIFF resolution tags in cm.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 
 APERIO_TILE = 256
+MPP_COMMENT = "her2path mpp="   # JPEG comment holding the pixel size in um/px
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -33,12 +35,18 @@ def encode_jpeg(rgb: np.ndarray, quality: int, mpp: float | None = None) -> byte
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     data = bytearray(buf.tobytes())
-    if mpp is not None:
-        if data[2:4] != b"\xff\xe0" or data[6:11] != b"JFIF\x00":
-            raise RuntimeError("encoder did not write a JFIF header")
-        density = int(round(1e4 / mpp))  # dots per cm
+    if mpp is None:
+        return bytes(data)
+    if data[2:4] != b"\xff\xe0" or data[6:11] != b"JFIF\x00":
+        raise RuntimeError("encoder did not write a JFIF header")
+    density = int(round(1e4 / mpp))  # dots per cm
+    if density <= 0xFFFF:
         data[13:18] = struct.pack(">BHH", 2, density, density)
-    return bytes(data)
+    # Finer than 0.153 um/px the JFIF field overflows: a comment segment always carries the exact value.
+    comment = f"{MPP_COMMENT}{mpp!r}".encode()
+    end_app0 = 4 + struct.unpack(">H", data[4:6])[0]
+    return bytes(data[:end_app0] + b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment
+                 + data[end_app0:])
 
 
 def write_image(path: str | Path, rgb: np.ndarray, mpp: float | None = None,
@@ -63,8 +71,13 @@ def write_image(path: str | Path, rgb: np.ndarray, mpp: float | None = None,
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         res = {} if mpp is None else {"resolution": (1e4 / mpp, 1e4 / mpp),
                                       "resolutionunit": "CENTIMETER"}
-        photometric = "rgb" if rgb.ndim == 3 and rgb.shape[-1] == 3 else "minisblack"
-        tifffile.imwrite(tmp, rgb, photometric=photometric, metadata=None, **res)
+        if rgb.ndim == 3 and rgb.shape[-1] == 3:
+            layout = {"photometric": "rgb"}
+        elif rgb.ndim == 3:   # channel stack (C, Y, X): one page, one plane per channel
+            layout = {"photometric": "minisblack", "planarconfig": "separate"}
+        else:
+            layout = {"photometric": "minisblack"}
+        tifffile.imwrite(tmp, rgb, metadata=None, **layout, **res)
         os.replace(tmp, path)
     elif suffix == ".png":
         from PIL import Image

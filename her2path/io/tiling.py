@@ -1,0 +1,131 @@
+"""Tissue detection on a thumbnail and a grid of tissue tiles at the analysis resolution.
+
+The grid is computed from the thumbnail alone; pixels are read one tile at a
+time, so memory stays bounded whatever the slide size.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from skimage import morphology
+
+from ..config import Settings, TilingConfig, TissueConfig
+from ..errors import NoTissueError
+from .slide import SlideImage
+
+
+@dataclass(frozen=True)
+class TissueMask:
+    mask: np.ndarray   # bool (h, w), one pixel per ``mpp`` um
+    mpp: float         # um/px of the mask
+    glass_od: float    # estimated optical density of empty glass
+
+    @property
+    def fraction(self) -> float:
+        return float(self.mask.mean())
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One analysis tile: position and size in level-0 px, size in px at the analysis mpp."""
+
+    col: int
+    row: int
+    x: int
+    y: int
+    width0: int
+    height0: int
+    size: int            # px at the analysis mpp (square)
+    tissue_fraction: float
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    tiles: list[Tile]
+    mpp: float           # analysis um/px
+    tile_um: float
+    cols: int
+    rows: int
+    tissue: TissueMask
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+
+def optical_density(rgb: np.ndarray, white: float = 255.0) -> np.ndarray:
+    """Per-channel optical density -log10(I / white), float32, I clipped to >= 1."""
+    return -np.log10(np.maximum(rgb.astype(np.float32), 1.0) / white)
+
+
+def detect_tissue(thumb: np.ndarray, mpp: float, cfg: TissueConfig = TissueConfig()) -> TissueMask:
+    """Tissue mask of a thumbnail at ``mpp`` um/px.
+
+    A pixel is tissue when its largest channel optical density exceeds that
+    of the glass by ``cfg.min_od``; the glass level is the 1st percentile of
+    the thumbnail (capped, so an all-tissue crop still works). The mask is
+    smoothed by a closing and an opening of ``cfg.smooth_um`` and pieces
+    smaller than ``cfg.min_island_um2`` (dust) are dropped.
+    """
+    od = optical_density(cv2.GaussianBlur(thumb, (0, 0), 1.0)).max(axis=2)
+    glass = float(min(np.percentile(od, 1), 0.08))
+    mask = od > glass + cfg.min_od
+    r = int(round(cfg.smooth_um / mpp))
+    if r >= 1:
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        m8 = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, disk)
+        mask = cv2.morphologyEx(m8, cv2.MORPH_OPEN, disk).astype(bool)
+    min_px = int(cfg.min_island_um2 / mpp**2)
+    if min_px > 1:
+        mask = morphology.remove_small_objects(mask, max_size=min_px)
+    mask = morphology.remove_small_holes(mask, max_size=min_px)
+    return TissueMask(mask=mask, mpp=mpp, glass_od=glass)
+
+
+def tissue_mask(slide: SlideImage, settings: Settings = Settings()) -> TissueMask:
+    """Detect tissue on a thumbnail of ``slide`` at ``settings.tiling.thumbnail_mpp``."""
+    thumb_mpp = max(settings.tiling.thumbnail_mpp, slide.mpp)
+    return detect_tissue(slide.thumbnail(thumb_mpp), thumb_mpp, settings.tissue)
+
+
+def tile_grid(slide: SlideImage, settings: Settings = Settings(), tissue: TissueMask | None = None,
+              require_tissue: bool = True) -> TileGrid:
+    """Square tiles of ``tile_um`` at ``analysis_mpp`` covering the tissue.
+
+    Raises
+    ------
+    NoTissueError
+        When no tile holds tissue and ``require_tissue`` is set.
+    """
+    cfg: TilingConfig = settings.tiling
+    tissue = tissue or tissue_mask(slide, settings)
+    W, H = slide.dimensions
+    step0 = cfg.tile_um / slide.mpp                 # level-0 px per tile
+    size = int(round(cfg.tile_um / cfg.analysis_mpp))
+    cols, rows = int(np.ceil(W / step0)), int(np.ceil(H / step0))
+    m = tissue.mask.astype(np.float32)
+    k = slide.mpp / tissue.mpp                       # mask px per level-0 px
+    tiles = []
+    for row in range(rows):
+        for col in range(cols):
+            x, y = int(round(col * step0)), int(round(row * step0))
+            x1, y1 = int(round((col + 1) * step0)), int(round((row + 1) * step0))
+            mx0, my0 = int(x * k), int(y * k)
+            mx1, my1 = max(mx0 + 1, int(np.ceil(x1 * k))), max(my0 + 1, int(np.ceil(y1 * k)))
+            patch = m[my0:my1, mx0:mx1]
+            frac = float(patch.sum() / ((my1 - my0) * (mx1 - mx0))) if patch.size else 0.0
+            if frac >= cfg.min_tissue_fraction and frac > 0:
+                tiles.append(Tile(col, row, x, y, x1 - x, y1 - y, size, round(frac, 4)))
+    if require_tissue and not tiles:
+        raise NoTissueError("no tissue found on the slide", slide.path,
+                            "check that this is the stained slide; for very pale tissue lower "
+                            "tissue.min_od in the config")
+    return TileGrid(tiles, cfg.analysis_mpp, cfg.tile_um, cols, rows, tissue)
+
+
+def iter_tiles(slide: SlideImage, grid: TileGrid) -> Iterator[tuple[Tile, np.ndarray]]:
+    """Yield (tile, RGB uint8 of ``tile.size`` px square at the analysis mpp), one at a time."""
+    for tile in grid.tiles:
+        yield tile, slide.read_at_mpp(tile.x, tile.y, tile.size, tile.size, grid.mpp)

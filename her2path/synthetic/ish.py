@@ -1,0 +1,280 @@
+"""Synthetic dual-probe ISH fields with exact per-nucleus counts: FISH and brightfield dual ISH.
+
+One layout (nuclei and the signals in them, in um) is rendered two ways:
+fluorescence (DAPI nuclei, ERBB2 and CEP17 spots shaped by a Gaussian
+point-spread function, amplicon clusters, debris, background and shot noise)
+or brightfield (hematoxylin nuclei, black silver HER2 dots, red CEP17 dots).
+
+Truth per nucleus: centre, HER2 and CEP17 copies, and whether it is
+evaluable (fully inside the field, not overlapping another nucleus).
+
+Examples
+--------
+>>> from her2path.synthetic.ish import IshFieldSpec, render_fish
+>>> f = render_fish(IshFieldSpec(group=1, seed=0))
+>>> f.truth.group
+1
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..guidelines import ish_group
+from ..io.writers import encode_jpeg
+
+# (mean CEP17 per cell, mean HER2 per cell, amplicon clusters) giving each breast ISH group.
+GROUP_PRESETS = {
+    1: (2.0, 10.0, True),
+    2: (1.4, 3.2, False),
+    3: (4.2, 7.2, True),
+    4: (3.0, 4.9, False),
+    5: (2.0, 2.2, False),
+}
+CHANNELS = ("her2", "cep17", "dapi")
+
+
+@dataclass(frozen=True)
+class IshFieldSpec:
+    """What to render. Lengths in um, resolution in um/px."""
+
+    group: int | None = 5                 # breast ISH group preset; None: use the means below
+    her2_mean: float | None = None
+    cep17_mean: float | None = None
+    clustered: bool | None = None         # HER2 amplicons in tight clusters (preset decides if None)
+    width_px: int = 1024
+    height_px: int = 1024
+    mpp: float = 0.1
+    layout: str = "isolated"              # "isolated" nuclei or a "crowded" section with overlaps
+    nuclear_radius_um: tuple[float, float] = (4.5, 6.0)
+    spot_sigma_um: float = 0.15           # PSF sigma of one signal
+    debris: int = 12                      # bright particles outside nuclei
+    seed: int = 0
+
+    def means(self) -> tuple[float, float, bool]:
+        if self.group is not None:
+            cep, her2, clus = GROUP_PRESETS[self.group]
+        else:
+            cep, her2, clus = self.cep17_mean, self.her2_mean, bool(self.her2_mean and self.her2_mean >= 6)
+        return cep, her2, clus if self.clustered is None else self.clustered
+
+
+@dataclass
+class IshTruth:
+    nuclei_xy_um: np.ndarray   # (n, 2) centres
+    nuclei_axes_um: np.ndarray  # (n, 2) semi-axes
+    nuclei_angle: np.ndarray   # (n,) degrees
+    her2: np.ndarray           # (n,) copies per nucleus
+    cep17: np.ndarray          # (n,)
+    evaluable: np.ndarray      # (n,) bool
+    her2_spots_um: np.ndarray  # (k, 2) every HER2 copy (cluster members included)
+    her2_cluster: np.ndarray   # (k,) cluster id, -1 for a separate signal
+    cep17_spots_um: np.ndarray
+
+    @property
+    def her2_per_cell(self) -> float:
+        return float(self.her2[self.evaluable].mean())
+
+    @property
+    def cep17_per_cell(self) -> float:
+        return float(self.cep17[self.evaluable].mean())
+
+    @property
+    def ratio(self) -> float:
+        return float(self.her2[self.evaluable].sum() / self.cep17[self.evaluable].sum())
+
+    @property
+    def group(self) -> int | None:
+        return ish_group(self.her2_per_cell, self.cep17_per_cell)
+
+
+@dataclass
+class IshField:
+    image: np.ndarray          # fluorescence: (3, H, W) float32 0-1 in CHANNELS order; brightfield: (H, W, 3) uint8
+    mpp: float
+    truth: IshTruth
+    brightfield: bool
+
+    def rgb8(self) -> np.ndarray:
+        """RGB composite (red = HER2, green = CEP17, blue = DAPI) or the brightfield RGB."""
+        if self.brightfield:
+            return self.image
+        return np.clip(np.round(np.moveaxis(self.image, 0, -1) * 255), 0, 255).astype(np.uint8)
+
+    def cyx(self, bits: int = 16) -> np.ndarray:
+        """Channel-first stack in CHANNELS order at 8 or 16 bits."""
+        top = (1 << bits) - 1
+        return np.clip(np.round(self.image * top), 0, top).astype(np.uint8 if bits == 8 else np.uint16)
+
+    def jpeg(self, quality: int = 92) -> bytes:
+        return encode_jpeg(self.rgb8(), quality, self.mpp)
+
+
+def _place_nuclei(rng, spec: IshFieldSpec):
+    W, H = spec.width_px * spec.mpp, spec.height_px * spec.mpp
+    r0, r1 = spec.nuclear_radius_um
+    crowded = spec.layout == "crowded"
+    centres, axes = [], []
+    tries = 0
+    target = int(W * H / (np.pi * r1 * r1) * (0.75 if crowded else 0.45))
+    while len(centres) < target and tries < 20000:
+        tries += 1
+        a = rng.uniform(r0, r1)
+        ax = (a, a * rng.uniform(0.75, 0.95))
+        c = rng.uniform([-0.3 * a, -0.3 * a], [W + 0.3 * a, H + 0.3 * a])
+        ok = True
+        for c2, ax2 in zip(centres, axes):
+            d = np.hypot(*(c - c2))
+            gap = ax[0] + ax2[0]
+            if d < (0.55 * gap if crowded else gap + 1.5):
+                ok = False
+                break
+        if ok:
+            centres.append(c)
+            axes.append(ax)
+    centres, axes = np.array(centres), np.array(axes)
+    angle = rng.uniform(0, 180, len(centres))
+    inside = ((centres[:, 0] - axes[:, 0] > 0.5) & (centres[:, 0] + axes[:, 0] < W - 0.5)
+              & (centres[:, 1] - axes[:, 0] > 0.5) & (centres[:, 1] + axes[:, 0] < H - 0.5))
+    d = np.hypot(*(centres[:, None] - centres[None]).transpose(2, 0, 1))
+    overlap = (d < (axes[:, None, 0] + axes[None, :, 0])) & ~np.eye(len(centres), dtype=bool)
+    evaluable = inside & ~overlap.any(axis=1)
+    return centres, axes, angle, evaluable
+
+
+def _in_nucleus(p, c, ax, ang, shrink=0.8):
+    t = np.deg2rad(ang)
+    dx, dy = p[0] - c[0], p[1] - c[1]
+    u = dx * np.cos(t) + dy * np.sin(t)
+    v = -dx * np.sin(t) + dy * np.cos(t)
+    return (u / (ax[0] * shrink)) ** 2 + (v / (ax[1] * shrink)) ** 2 <= 1
+
+
+def _spots_in(rng, n, c, ax, ang, min_dist, taken):
+    """n positions inside a nucleus at least ``min_dist`` um from each other and from ``taken``."""
+    out = []
+    for _ in range(n * 200):
+        if len(out) == n:
+            break
+        p = c + rng.uniform(-ax[0], ax[0], 2)
+        if not _in_nucleus(p, c, ax, ang):
+            continue
+        if all(np.hypot(*(p - q)) >= min_dist for q in out + taken):
+            out.append(p)
+    return out
+
+
+def _layout(spec: IshFieldSpec):
+    """Nuclei and signal positions in um, retried until the case falls in the preset's group."""
+    cep_mean, her2_mean, clustered = spec.means()
+    rng = np.random.default_rng(spec.seed)
+    for _ in range(50):
+        centres, axes, angle, evaluable = _place_nuclei(rng, spec)
+        n = len(centres)
+        cep = 1 + rng.poisson(max(cep_mean - 1, 0), n)
+        her2 = 1 + rng.poisson(max(her2_mean - 1, 0), n)
+        truth_group = ish_group(her2[evaluable].mean(), cep[evaluable].mean()) if evaluable.any() else None
+        if spec.group is None or truth_group == spec.group:
+            break
+    diam = 2 * 2.0 * spec.spot_sigma_um  # one signal diameter (FWHM ~ 2.35 sigma, with margin)
+    h_pts, h_clu, c_pts = [], [], []
+    cluster_id = 0
+    for i in range(n):
+        c, ax, ang = centres[i], axes[i], angle[i]
+        k = her2[i]
+        singles = k
+        if clustered and k >= 6:
+            n_clu = 1 + int(k >= 14)
+            per = (k - 2) // n_clu  # keep two separate signals beside the clusters
+            for cc in _spots_in(rng, n_clu, c, ax, ang, 3 * diam, []):
+                members = cc + rng.normal(0, 0.22, (per, 2))
+                h_pts.extend(members)
+                h_clu.extend([cluster_id] * per)
+                cluster_id += 1
+            singles = k - per * n_clu
+        taken = list(h_pts[-(k - singles):]) if k > singles else []
+        sp = _spots_in(rng, singles, c, ax, ang, 2 * diam, taken)
+        if len(sp) < singles:       # nucleus too small for the copies: keep the truth exact
+            her2[i] -= singles - len(sp)
+        h_pts.extend(sp)
+        h_clu.extend([-1] * len(sp))
+        cs = _spots_in(rng, cep[i], c, ax, ang, 2 * diam, [])
+        cep[i] = len(cs)
+        c_pts.extend(cs)
+    evaluable &= (cep > 0) & (her2 > 0)
+    return IshTruth(centres, axes, angle, her2, cep, evaluable,
+                    np.array(h_pts).reshape(-1, 2), np.array(h_clu, int), np.array(c_pts).reshape(-1, 2)), rng
+
+
+def _nucleus_canvas(spec: IshFieldSpec, truth: IshTruth, rng, values) -> np.ndarray:
+    shape = (spec.height_px, spec.width_px)
+    out = np.zeros(shape, np.float32)
+    s = 16 / spec.mpp
+    for (x, y), (a, b), ang, v in zip(truth.nuclei_xy_um, truth.nuclei_axes_um, truth.nuclei_angle, values):
+        tmp = np.zeros(shape, np.uint8)
+        cv2.ellipse(tmp, (int(round(x * s)), int(round(y * s))), (int(a * s), int(b * s)), float(ang),
+                    0, 360, 1, -1, cv2.LINE_AA, 4)
+        np.maximum(out, tmp * np.float32(v), out=out)
+    texture = 1 + 0.15 * ndi.gaussian_filter(rng.normal(size=shape), 0.5 / spec.mpp) * 4
+    return cv2.GaussianBlur(out * texture.astype(np.float32), (0, 0), 0.3 / spec.mpp)
+
+
+def _spot_canvas(spec: IshFieldSpec, pts_um, amp, sigma_um) -> np.ndarray:
+    """Sum of Gaussian spots of peak ``amp`` at sub-pixel positions."""
+    shape = (spec.height_px, spec.width_px)
+    out = np.zeros(shape, np.float32)
+    sig = sigma_um / spec.mpp
+    r = int(np.ceil(4 * sig))
+    for (x, y), a in zip(pts_um / spec.mpp - 0.5, amp):
+        x0, y0 = int(np.floor(x)) - r, int(np.floor(y)) - r
+        ys, xs = np.mgrid[y0:y0 + 2 * r + 2, x0:x0 + 2 * r + 2]
+        g = a * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sig * sig))
+        ya, xa = max(y0, 0), max(x0, 0)
+        yb, xb = min(y0 + 2 * r + 2, shape[0]), min(x0 + 2 * r + 2, shape[1])
+        if yb > ya and xb > xa:
+            out[ya:yb, xa:xb] += g[ya - y0:yb - y0, xa - x0:xb - x0]
+    return out
+
+
+def render_fish(spec: IshFieldSpec) -> IshField:
+    """A fluorescence field: channels HER2 (red), CEP17 (green), DAPI (blue), values 0-1."""
+    truth, rng = _layout(spec)
+    W, H = spec.width_px * spec.mpp, spec.height_px * spec.mpp
+    dapi = _nucleus_canvas(spec, truth, rng, rng.uniform(0.35, 0.6, len(truth.her2)))
+    nuclear = dapi > 0.05
+    chans = []
+    for pts in (truth.her2_spots_um, truth.cep17_spots_um):
+        amp = rng.uniform(0.45, 0.65, len(pts))
+        img = _spot_canvas(spec, pts, amp, spec.spot_sigma_um)
+        deb = np.c_[rng.uniform(0, W, spec.debris), rng.uniform(0, H, spec.debris)]
+        deb_img = _spot_canvas(spec, deb, rng.uniform(0.3, 0.9, spec.debris), 2.2 * spec.spot_sigma_um)
+        deb_img[nuclear] = 0   # debris lies on the glass or in the cytoplasm, not in nuclei
+        chans.append(img + deb_img + 0.04 * nuclear + 0.02)
+    image = np.stack(chans + [dapi + 0.02]).astype(np.float32)
+    photons = 600.0  # photoelectrons at full scale
+    image = rng.poisson(np.clip(image, 0, None) * photons) / photons + rng.normal(0, 0.004, image.shape)
+    return IshField(np.clip(image, 0, 1).astype(np.float32), spec.mpp, truth, brightfield=False)
+
+
+SILVER_OD = np.array([0.58, 0.60, 0.55])     # black silver HER2 dots: neutral absorber
+RED_OD = np.array([0.10, 0.75, 0.55])        # Fast Red CEP17 dots: absorb green and blue
+HEMATOXYLIN_OD = np.array([0.65, 0.70, 0.29])
+
+
+def render_brightfield(spec: IshFieldSpec, jpeg_quality: int | None = None) -> IshField:
+    """A brightfield dual-ISH field (RGB uint8): hematoxylin nuclei, black HER2, red CEP17 dots."""
+    truth, rng = _layout(spec)
+    hem = _nucleus_canvas(spec, truth, rng, rng.uniform(0.25, 0.4, len(truth.her2)))
+    sig = 1.4 * spec.spot_sigma_um
+    her2 = _spot_canvas(spec, truth.her2_spots_um, rng.uniform(1.0, 1.4, len(truth.her2_spots_um)), sig)
+    cep = _spot_canvas(spec, truth.cep17_spots_um, rng.uniform(0.8, 1.1, len(truth.cep17_spots_um)), sig)
+    od = hem[..., None] * HEMATOXYLIN_OD + her2[..., None] * SILVER_OD + cep[..., None] * RED_OD + 0.02
+    rgb = 250 * np.power(10.0, -od) + rng.normal(0, 2.0, od.shape)
+    rgb = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+    if jpeg_quality:
+        data = encode_jpeg(rgb, jpeg_quality)
+        rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return IshField(rgb, spec.mpp, truth, brightfield=True)
