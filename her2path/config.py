@@ -22,7 +22,7 @@ class TilingConfig(_Section):
     analysis_mpp: float = Field(0.5, gt=0, description="analysis resolution, um/px")
     tile_um: float = Field(256.0, gt=0, description="tile edge at analysis resolution, um")
     thumbnail_mpp: float = Field(8.0, gt=0, description="tissue-detection thumbnail resolution, um/px")
-    min_tissue_fraction: float = Field(0.05, ge=0, le=1)
+    min_tissue_fraction: float = Field(0.0, ge=0, lt=1)
 
 
 class TissueConfig(_Section):

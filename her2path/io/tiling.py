@@ -116,7 +116,7 @@ def tile_grid(slide: SlideImage, settings: Settings = Settings(), tissue: Tissue
             mx1, my1 = max(mx0 + 1, int(np.ceil(x1 * k))), max(my0 + 1, int(np.ceil(y1 * k)))
             patch = m[my0:my1, mx0:mx1]
             frac = float(patch.sum() / ((my1 - my0) * (mx1 - mx0))) if patch.size else 0.0
-            if frac >= cfg.min_tissue_fraction and frac > 0:
+            if frac > cfg.min_tissue_fraction:
                 tiles.append(Tile(col, row, x, y, x1 - x, y1 - y, size, round(frac, 4)))
     if require_tissue and not tiles:
         raise NoTissueError("no tissue found on the slide", slide.path,

@@ -121,6 +121,7 @@ class IhcField:
     truth: IhcTruth
     decision: IhcDecision      # the guideline score of the truth
     labels: np.ndarray         # (H, W) int32 tumour-cell label image, 0 = not a tumour cell
+    dab: np.ndarray            # (H, W) float32 DAB optical density laid down, before optics and artefacts
     encoded: bytes | None = None   # JPEG bytes when jpeg_quality was set
 
 
@@ -270,6 +271,7 @@ def render_ihc_field(spec: IhcFieldSpec) -> IhcField:
     fibre = ndi.gaussian_filter(rng.normal(size=shape), (0.6 / mpp, 3.0 / mpp))
     hem[stroma] = 0.03 + 0.02 * np.clip(fibre[stroma] / (fibre.std() + 1e-9), -1, 2)
     dab[tissue_px] += 0.008
+    dab_laid = dab.copy()
     n_str = rng.poisson(stroma.sum() * mpp**2 / 350.0)
     s_pts = np.c_[rng.uniform(0, W_um, n_str), rng.uniform(0, H_um, n_str)]
     ok = _sample(nest_f, grid, s_pts) < nest_thr - 0.35
@@ -333,7 +335,7 @@ def render_ihc_field(spec: IhcFieldSpec) -> IhcField:
     )
     decision = ihc_decision(cls, cells_um, spec.guideline)
     return IhcField(rgb=rgb, mpp=mpp, spec=spec, truth=truth, decision=decision,
-                    labels=labels, encoded=encoded)
+                    labels=labels, dab=dab_laid, encoded=encoded)
 
 
 def preset(score: str, seed: int = 0, **overrides) -> IhcFieldSpec:

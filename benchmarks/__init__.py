@@ -1,0 +1,1 @@
+"""Accuracy and speed benchmarks (not tests). Each is `python -m benchmarks.NAME`."""

@@ -1,0 +1,93 @@
+"""The ``her2path`` command. A thin face over the Python API; research use only, not for diagnosis."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .errors import Her2PathError
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def cmd_info(args) -> int:
+    from .io import open_image
+
+    with open_image(args.input, mpp=args.mpp) as img:
+        info = img.info()
+    if args.json:
+        _print_json(info.model_dump(mode="json"))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    mpp = f"{info.mpp:g} um/px ({info.mpp_source})" if info.mpp else "unknown (pass --mpp)"
+    console.print(f"[bold]{info.path}[/bold]  format={info.format}  {info.width}x{info.height} px  "
+                  f"mpp={mpp}  objective={info.objective_power or '?'}x")
+    table = Table("level", "width", "height", "downsample", "um/px")
+    for lv in info.levels:
+        table.add_row(str(lv.level), str(lv.width), str(lv.height), f"{lv.downsample:g}",
+                      f"{lv.mpp:g}" if lv.mpp else "?")
+    console.print(table)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .pipeline.demo import run_demo
+
+    return run_demo(Path(args.out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="her2path",
+        description="HER2 scoring from IHC slides and FISH/ISH fields. Research use only, not for diagnosis.",
+    )
+    p.add_argument("--version", action="version", version=f"her2path {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("info", help="format, size, pyramid levels and mpp of a slide or image")
+    s.add_argument("input", help="slide or image file")
+    s.add_argument("--mpp", type=float, help="level-0 pixel size in um/px (overrides metadata)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("demo", help="build the embedded sample case and run every stage on it")
+    s.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except Her2PathError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"her2path: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("her2path: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: still one line unless --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"her2path: internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)",
+              file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Orchestration: one case end to end, batches, outputs and reports."""

@@ -1,0 +1,55 @@
+"""The command line: JSON on stdout, one-line errors with a non-zero exit, the demo."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "her2path.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_help_lists_commands():
+    r = run("--help")
+    assert r.returncode == 0 and "info" in r.stdout and "demo" in r.stdout and "not for diagnosis" in " ".join(r.stdout.split())
+
+
+def test_info_json(sample_slide):
+    r = run("info", sample_slide.path, "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["format"] == "aperio" and info["mpp"] == 0.5
+    assert [lv["downsample"] for lv in info["levels"]][:2] == [1.0, 4.0]
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "folder", "missing", "unopenable", "negative-mpp"])
+def test_bad_input_is_one_line_without_traceback(tmp_path, real_dir, kind):
+    (tmp_path / "zero.svs").write_bytes(b"")
+    (tmp_path / "notes.svs").write_text("not a slide")
+    args = {
+        "empty": [tmp_path / "zero.svs"], "text": [tmp_path / "notes.svs"], "folder": [tmp_path],
+        "missing": [tmp_path / "none.svs"], "unopenable": [real_dir / "unopenable.tiff"],
+        "negative-mpp": [real_dir / "small.svs", "--mpp", "-1"],
+    }[kind]
+    r = run("info", *args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("her2path: error: ") and "Fix:" in lines[0]
+    assert str(args[0]) in lines[0] and "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_debug_shows_traceback(tmp_path):
+    (tmp_path / "zero.svs").write_bytes(b"")
+    r = run("--debug", "info", tmp_path / "zero.svs")
+    assert r.returncode == 2 and "Traceback" in r.stderr
+
+
+def test_demo_runs_to_the_end(tmp_path):
+    r = run("demo", "--out", tmp_path / "demo")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "demo" / "tiles.png").stat().st_size > 1000
+    assert (tmp_path / "demo" / "sample-case" / "truth.json").exists()

@@ -1,0 +1,121 @@
+"""Generator truth agrees with what was rendered, and is reproducible."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.segmentation import find_boundaries
+
+from her2path.guidelines import CLASSES
+from her2path.io.tiling import optical_density
+from her2path.synthetic.ihc import IhcFieldSpec, StainVectors, jitter_stains, preset, render_ihc_field
+from her2path.synthetic.ish import GROUP_PRESETS, IshFieldSpec, render_brightfield, render_fish
+
+
+def _dab(field):
+    """DAB optical density by unmixing with the generator's own stain vectors."""
+    od = optical_density(field.rgb, 250.0).reshape(-1, 3)
+    conc, *_ = np.linalg.lstsq(field.spec.stains.matrix().T, od.T, rcond=None)
+    return conc[1].reshape(field.rgb.shape[:2])
+
+
+def test_class_counts_are_exact_and_score_follows():
+    spec = IhcFieldSpec(percent={"0": 50, "1+": 20, "2+": 18, "3+": 12}, seed=4)
+    f = render_ihc_field(spec)
+    n = len(f.truth.cls)
+    for c in CLASSES:
+        assert abs(np.sum(f.truth.cls == c) - spec.percent[c] * n / 100) <= 1
+    assert f.decision.score == "3+"
+
+
+def test_membrane_stain_matches_truth_per_cell():
+    """Laid-down DAB covers each membrane over its true angular fraction; the image darkens by class."""
+    f = render_ihc_field(IhcFieldSpec(percent={"0": 25, "1+": 25, "2+": 25, "3+": 25}, seed=2, mpp=0.25))
+    ring = find_boundaries(f.labels, mode="inner") & (f.labels > 0)
+    measured, truth = [], []
+    for i, (x, y) in enumerate(f.truth.xy_px):
+        if f.truth.cls[i] == "0":
+            continue
+        ys, xs = np.nonzero(ring & (f.labels == i + 1))
+        ang = np.arctan2(ys - y, xs - x)
+        bins = np.digitize(ang, np.linspace(-np.pi, np.pi, 73)) - 1
+        stained = f.dab[ys, xs] > 0.5 * f.truth.intensity[i]
+        measured.append(np.mean([stained[bins == b].any() for b in np.unique(bins)]))
+        truth.append(f.truth.completeness[i])
+    assert np.mean(np.abs(np.array(measured) - truth)) < 0.05
+    dab = _dab(f)
+    m = [np.percentile(dab[ring & np.isin(f.labels, np.flatnonzero(f.truth.cls == c) + 1)], 90) for c in CLASSES]
+    assert m[0] < m[1] < m[2] < m[3]
+    assert 0.03 < m[1] - m[0] < 0.12           # faint 1+ rises only a few hundredths of OD
+
+
+def test_stroma_nuclei_lie_outside_tumour_cells():
+    f = render_ihc_field(preset("2+", seed=5))
+    xy = np.round(f.truth.stroma_xy_px).astype(int)
+    inside = (xy[:, 0] >= 0) & (xy[:, 1] >= 0) & (xy[:, 0] < 512) & (xy[:, 1] < 512)
+    assert len(xy) > 10
+    assert (f.labels[xy[inside, 1], xy[inside, 0]] == 0).all()
+
+
+def test_reproducible_by_seed_and_same_tissue_across_mpp():
+    a, b = render_ihc_field(preset("1+", seed=9)), render_ihc_field(preset("1+", seed=9))
+    assert np.array_equal(a.rgb, b.rgb)
+    assert not np.array_equal(a.rgb, render_ihc_field(preset("1+", seed=10)).rgb)
+    fine = render_ihc_field(preset("1+", seed=9, mpp=0.25))
+    assert fine.rgb.shape == (1024, 1024, 3)
+    assert np.allclose(fine.truth.xy_um, a.truth.xy_um) and (fine.truth.cls == a.truth.cls).all()
+
+
+@pytest.mark.parametrize("artefact", ["blush", "pigment", "defocus", "weak-counterstain"])
+def test_artefacts_change_the_image_not_the_truth(artefact):
+    clean = render_ihc_field(preset("2+", seed=3))
+    art = render_ihc_field(preset("2+", seed=3, artefacts=(artefact,)))
+    assert (clean.truth.cls == art.truth.cls).all()
+    assert np.abs(clean.rgb.astype(int) - art.rgb).mean() > 0.2
+
+
+def test_stain_variants_and_jpeg():
+    rng = np.random.default_rng(0)
+    s = jitter_stains(StainVectors(), rng, 8.0)
+    assert np.allclose(np.linalg.norm(s.matrix(), axis=1), 1)
+    assert not np.allclose(s.matrix(), StainVectors().matrix())
+    f = render_ihc_field(preset("3+", seed=1, stains=s, jpeg_quality=75))
+    assert f.encoded[:2] == b"\xff\xd8" and f.rgb.dtype == np.uint8
+
+
+@pytest.mark.parametrize("group", sorted(GROUP_PRESETS))
+@pytest.mark.parametrize("layout", ["isolated", "crowded"])
+def test_fish_presets_give_their_group(group, layout):
+    f = render_fish(IshFieldSpec(group=group, layout=layout, seed=group))
+    assert f.truth.group == group
+    assert f.truth.evaluable.sum() >= (20 if layout == "isolated" else 3)
+    assert f.image.shape == (3, 1024, 1024) and 0 <= f.image.min() and f.image.max() <= 1
+
+
+def test_fish_spots_rendered_as_counted():
+    """Separate signals appear as one peak each; a cluster's brightness is proportional to its copies."""
+    from skimage.feature import peak_local_max
+
+    f = render_fish(IshFieldSpec(group=1, seed=3, debris=0))
+    t = f.truth
+    her2 = f.image[0]
+    single = t.her2_cluster == -1
+    peaks = peak_local_max(her2, min_distance=2, threshold_abs=0.25)
+    d = np.hypot(*(peaks[:, ::-1][:, None] - (t.her2_spots_um[single] / f.mpp - 0.5)[None]).transpose(2, 0, 1))
+    found = (d.min(axis=0) <= 2).mean()
+    assert found > 0.95
+    bg = np.median(her2)
+    sums = []
+    for cid in np.unique(t.her2_cluster[~single]):
+        c = t.her2_spots_um[t.her2_cluster == cid].mean(axis=0) / f.mpp
+        y, x = int(c[1]), int(c[0])
+        patch = her2[max(y - 15, 0):y + 16, max(x - 15, 0):x + 16]
+        sums.append((patch - bg).clip(0).sum() / np.sum(t.her2_cluster == cid))
+    assert len(sums) > 5 and np.std(sums) / np.mean(sums) < 0.3
+
+
+def test_brightfield_dual_ish():
+    f = render_brightfield(IshFieldSpec(group=4, seed=2, mpp=0.2, width_px=700, height_px=700))
+    assert f.rgb8().shape == (700, 700, 3) and f.truth.group == 4
+    dark = f.rgb8().min(axis=2)
+    xy = np.clip(np.round(f.truth.her2_spots_um / f.mpp - 0.5).astype(int), 0, 699)
+    assert np.median(dark[xy[:, 1], xy[:, 0]]) < 120       # black silver dots
