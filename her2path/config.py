@@ -26,7 +26,7 @@ class TilingConfig(_Section):
 
 
 class TissueConfig(_Section):
-    min_od: float = Field(0.03, gt=0, description="largest-channel optical density above glass that marks tissue")
+    min_od: float = Field(0.02, gt=0, description="largest-channel optical density above glass that marks tissue")
     smooth_um: float = Field(24.0, ge=0, description="morphological smoothing radius, um")
     min_island_um2: float = Field(20000.0, ge=0, description="smallest tissue piece kept, um^2")
 

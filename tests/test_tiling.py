@@ -56,3 +56,12 @@ def test_tile_size_follows_config():
     grid = tile_grid(img, s)
     assert grid.tiles[0].size == 128 and grid.tiles[0].width0 == 256
     assert len(grid) == 16
+
+
+def test_tumour_cells_lie_inside_the_tissue_mask(sample_slide):
+    with open_image(sample_slide.path) as img:
+        tm = tissue_mask(img)
+    k = sample_slide.mpp / tm.mpp
+    x, y = (sample_slide.cells.xy_px * k).astype(int).T
+    inside = tm.mask[np.clip(y, 0, tm.mask.shape[0] - 1), np.clip(x, 0, tm.mask.shape[1] - 1)]
+    assert inside.mean() > 0.995

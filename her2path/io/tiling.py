@@ -65,9 +65,9 @@ def detect_tissue(thumb: np.ndarray, mpp: float, cfg: TissueConfig = TissueConfi
 
     A pixel is tissue when its largest channel optical density exceeds that
     of the glass by ``cfg.min_od``; the glass level is the 1st percentile of
-    the thumbnail (capped, so an all-tissue crop still works). The mask is
-    smoothed by a closing and an opening of ``cfg.smooth_um`` and pieces
-    smaller than ``cfg.min_island_um2`` (dust) are dropped.
+    the thumbnail (capped, so an all-tissue crop still works). Gaps are closed
+    over ``cfg.smooth_um``, pieces smaller than ``cfg.min_island_um2`` (dust)
+    are dropped; no opening, so thin tissue edges with tumour cells stay in.
     """
     od = optical_density(cv2.GaussianBlur(thumb, (0, 0), 1.0)).max(axis=2)
     glass = float(min(np.percentile(od, 1), 0.08))
@@ -75,8 +75,7 @@ def detect_tissue(thumb: np.ndarray, mpp: float, cfg: TissueConfig = TissueConfi
     r = int(round(cfg.smooth_um / mpp))
     if r >= 1:
         disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-        m8 = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, disk)
-        mask = cv2.morphologyEx(m8, cv2.MORPH_OPEN, disk).astype(bool)
+        mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, disk).astype(bool)
     min_px = int(cfg.min_island_um2 / mpp**2)
     if min_px > 1:
         mask = morphology.remove_small_objects(mask, max_size=min_px)

@@ -269,7 +269,7 @@ def render_ihc_field(spec: IhcFieldSpec) -> IhcField:
     # Stroma: fibres and non-tumour nuclei that must not be counted.
     stroma = tissue_px & ~nest_px
     fibre = ndi.gaussian_filter(rng.normal(size=shape), (0.6 / mpp, 3.0 / mpp))
-    hem[stroma] = 0.03 + 0.02 * np.clip(fibre[stroma] / (fibre.std() + 1e-9), -1, 2)
+    hem[stroma] = 0.05 + 0.025 * np.clip(fibre[stroma] / (fibre.std() + 1e-9), -1, 2)
     dab[tissue_px] += 0.008
     dab_laid = dab.copy()
     n_str = rng.poisson(stroma.sum() * mpp**2 / 350.0)
