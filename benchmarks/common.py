@@ -56,4 +56,4 @@ def print_table(title: str, columns: list[str], rows: list[list]) -> None:
     table = Table(*columns, title=title)
     for r in rows:
         table.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in r])
-    Console().print(table)
+    Console(width=200).print(table)

@@ -38,6 +38,39 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_ihc(args) -> int:
+    from .io import open_image
+    from .pipeline.ihc_slide import score_ihc
+    from .pipeline.outputs import write_ihc_outputs
+
+    with open_image(args.input, mpp=args.mpp) as slide:
+        result = score_ihc(slide, guideline=args.guideline, workers=args.workers,
+                           progress=not args.json and sys.stderr.isatty())
+        if args.out:
+            write_ihc_outputs(result, slide, args.out)
+    if args.json:
+        _print_json(result.summary())
+        return 0
+    _print_ihc(result, args.out)
+    return 0
+
+
+def _print_ihc(result, out) -> None:
+    from rich.console import Console
+
+    c = Console()
+    pct = "  ".join(f"{k}: {v:.1f}%" for k, v in result.percent_cells.items())
+    c.print(f"[bold]HER2 IHC {result.score}[/bold] ({result.sub_label}) by {result.guideline}: "
+            f"{result.tumour_cells} tumour cells ({pct}); {result.non_tumour_cells} non-tumour cells")
+    for r in result.reasons:
+        c.print(f"  - {r}")
+    for w in result.warnings:
+        c.print(f"  [yellow]warning:[/yellow] {w}")
+    if out:
+        c.print(f"  outputs in {out}/ (result.json, cells.csv, cells.geojson, heatmap.png, overlays/)")
+    c.print("  research use only, not for diagnosis")
+
+
 def cmd_demo(args) -> int:
     from .pipeline.demo import run_demo
 
@@ -58,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mpp", type=float, help="level-0 pixel size in um/px (overrides metadata)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("ihc", help="score HER2 IHC on a slide or image (0, 1+, 2+, 3+)")
+    s.add_argument("input", help="slide or image file")
+    s.add_argument("--mpp", type=float, help="level-0 pixel size in um/px (overrides metadata)")
+    s.add_argument("--guideline", default="breast", help="breast (default), gastric or gastric-biopsy")
+    s.add_argument("--out", help="folder for result.json, cells.csv, cells.geojson, heatmap and overlays")
+    s.add_argument("--workers", type=int, default=None, help="worker processes (default: up to 4)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_ihc)
 
     s = sub.add_parser("demo", help="build the embedded sample case and run every stage on it")
     s.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")

@@ -42,10 +42,78 @@ class IoConfig(_Section):
         return self
 
 
+class StainConfig(_Section):
+    hematoxylin: tuple[float, float, float] = (0.650, 0.704, 0.286)
+    dab: tuple[float, float, float] = (0.268, 0.570, 0.776)
+    estimate: bool = True
+    max_deviation_deg: float = Field(20.0, gt=0, le=90)
+    min_dab_fraction: float = Field(0.01, ge=0, le=1)
+
+
+class NucleiConfig(_Section):
+    min_h_od: float = Field(0.06, gt=0)
+    min_area_um2: float = Field(10.0, gt=0)
+    max_area_um2: float = Field(150.0, gt=0)
+    split_distance_um: float = Field(3.0, gt=0)
+
+
+class CellsConfig(_Section):
+    radius_um: float = Field(8.0, gt=0)
+    margin_um: float = Field(16.0, ge=0)
+
+
+class TumourConfig(_Section):
+    min_area_um2: float = Field(20.0, ge=0)
+    max_axis_ratio: float = Field(1.6, ge=1)
+    max_relative_h: float = Field(1.28, gt=0)
+    neighbour_um: float = Field(20.0, gt=0)
+    min_neighbours: int = Field(1, ge=0)
+    packed_um: float = Field(15.0, gt=0)
+    packed_neighbours: int = Field(5, ge=1)
+    packed_max_axis_ratio: float = Field(3.5, ge=1)
+
+
+class MembraneConfig(_Section):
+    rays: int = Field(36, ge=8, le=360)
+    faint_od: float = Field(0.02, gt=0)
+    arc_faint_od: float = Field(0.005, gt=0)
+    noise_factor: float = Field(1.8, ge=0)
+    weak_od: float = Field(0.035, gt=0)
+    intense_od: float = Field(0.100, gt=0)
+    complete_fraction: float = Field(0.70, gt=0, le=1)
+    basolateral_fraction: float = Field(0.45, gt=0, le=1)
+    min_stained_fraction: float = Field(0.10, ge=0, le=1)
+    neighbour_overlap: float = Field(0.5, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "MembraneConfig":
+        if not self.faint_od < self.weak_od < self.intense_od:
+            raise ValueError("need faint_od < weak_od < intense_od")
+        return self
+
+
+class FocusConfig(_Section):
+    enabled: bool = True
+    window_um: float = Field(4.0, gt=0, description="averaging window of the focus measure")
+    min_ratio: float = Field(0.44, gt=0, description="band-pass energy ratio below which tissue is out of focus")
+    min_structure_od: float = Field(0.003, ge=0, description="coarse structure needed to judge focus")
+    min_area_um2: float = Field(400.0, ge=0, description="smaller out-of-focus patches are ignored")
+
+
+class IhcConfig(_Section):
+    stains: StainConfig = StainConfig()
+    focus: FocusConfig = FocusConfig()
+    nuclei: NucleiConfig = NucleiConfig()
+    cells: CellsConfig = CellsConfig()
+    tumour: TumourConfig = TumourConfig()
+    membrane: MembraneConfig = MembraneConfig()
+
+
 class Settings(_Section):
     tiling: TilingConfig = TilingConfig()
     tissue: TissueConfig = TissueConfig()
     io: IoConfig = IoConfig()
+    ihc: IhcConfig = IhcConfig()
 
     def digest(self) -> str:
         """sha256 of the settings as canonical JSON (for provenance)."""

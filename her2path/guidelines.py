@@ -34,6 +34,7 @@ class IhcRule(_Strict):
     percent: float | None = Field(None, ge=0, le=100)
     cells: int | None = Field(None, ge=1)
     text: str
+    near_cutoff: bool = True      # flag slides whose figure lies near this row's cut-off
 
     @model_validator(mode="after")
     def _complete(self) -> "IhcRule":
@@ -50,6 +51,7 @@ class IhcTable(_Strict):
                      Literal["null", "ultralow", "low", "equivocal", "positive"]]
     near_cutoff_points: float = Field(2.0, ge=0)
     cluster_neighbour_um: float = Field(20.0, gt=0)
+    u_shaped_complete: bool = False   # basolateral / lateral staining counts as complete (gastric)
 
     @model_validator(mode="after")
     def _ends_with_default(self) -> "IhcTable":
@@ -144,7 +146,7 @@ def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast") -> 
             fired = value >= rule.cells
         else:
             fired = value > rule.percent if rule.op == ">" else value >= rule.percent
-            if rule.percent > 0 and abs(value - rule.percent) <= table.ihc.near_cutoff_points:
+            if rule.near_cutoff and rule.percent > 0 and abs(value - rule.percent) <= table.ihc.near_cutoff_points:
                 near = True
         if fired:
             break

@@ -41,3 +41,90 @@ class SlideInfo(Model):
     objective_power: float | None
     levels: list[LevelInfo]
     file_bytes: int
+
+
+class Provenance(Model):
+    """Where a result came from: enough to reproduce it."""
+
+    software: str                  # "her2path X.Y.Z"
+    config_sha256: str
+    guideline_sha256: str
+    model_sha256: str | None = None
+    input_path: str
+    input_sha256: str
+    mpp_used: float                # um/px of the analysis
+
+
+class StainInfo(Model):
+    hematoxylin: tuple[float, float, float]
+    dab: tuple[float, float, float]
+    source: str                    # "default", "config", "estimated", "fallback: <why>" or "no DAB: <why>"
+
+
+class CellTable(Model):
+    """Tumour cells, one entry per cell in every list (columnar to keep files small).
+
+    x, y are level-0 pixels of the input; completeness 0-1; intensity and
+    cytoplasm are DAB optical densities above / of the cell's cytoplasm.
+    """
+
+    x: list[float]
+    y: list[float]
+    cls: list[str]
+    completeness: list[float]
+    intensity: list[float]
+    cytoplasm: list[float]
+    basolateral: list[bool]
+    tile: list[int]
+    outline: list[list[float]]     # cell boundary radius (level-0 px) in 12 directions from +x, clockwise on screen
+    nucleus_radius: list[float]    # level-0 px
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+class TileResult(Model):
+    index: int
+    col: int
+    row: int
+    x: int                         # level-0 px
+    y: int
+    width: int                     # level-0 px
+    height: int
+    tumour_cells: int
+    non_tumour_cells: int
+    counts: dict[str, int]         # tumour cells per class
+    score: str | None              # tile score by the guideline (None without tumour cells)
+    defocus_fraction: float        # fraction of the tile judged out of focus
+    noise_od: float                # DAB noise of the tile
+
+
+class IhcResult(Model):
+    """The IHC score of one slide or image, with the cells and tiles behind it."""
+
+    schema_version: str = SCHEMA_VERSION
+    kind: str = "ihc"
+    score: str                     # "0", "1+", "2+", "3+"
+    sub_label: str                 # "null", "ultralow", "low", "equivocal", "positive"
+    percent_cells: dict[str, float]
+    counts: dict[str, int]
+    tumour_cells: int
+    non_tumour_cells: int
+    excluded_cells: int            # in out-of-focus tissue, left out of the score
+    guideline: str
+    mpp: float                     # analysis um/px
+    scan_mpp: float                # level-0 um/px of the input
+    reasons: list[str]
+    near_cutoff: bool
+    warnings: list[str]
+    stains: StainInfo
+    width: int                     # level-0 px of the input
+    height: int
+    tiles: list[TileResult]
+    cells: CellTable
+    non_tumour_xy: list[tuple[float, float]]
+    provenance: Provenance
+
+    def summary(self) -> dict:
+        """The fields ``her2path ihc --json`` prints (no per-cell or per-tile lists)."""
+        return self.model_dump(mode="json", exclude={"cells", "tiles", "non_tumour_xy"})

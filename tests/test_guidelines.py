@@ -24,6 +24,8 @@ def cells(**percent):
     (dict(c1=11), "1+", "low"),
     (dict(c1=10), "0", "ultralow"),             # faint incomplete in <=10%
     (dict(c1=1), "0", "ultralow"),
+    (dict(c3=1), "2+", "equivocal"),            # intense complete in 1% (a population) is 2+
+    (dict(c1=5), "0", "ultralow"),
     (dict(), "0", "null"),
 ])
 def test_breast_ihc_rows(mix, score, sub):

@@ -14,6 +14,7 @@ from skimage import morphology
 
 from ..config import Settings, TilingConfig, TissueConfig
 from ..errors import NoTissueError
+from ..optics import optical_density
 from .slide import SlideImage
 
 
@@ -55,11 +56,6 @@ class TileGrid:
         return len(self.tiles)
 
 
-def optical_density(rgb: np.ndarray, white: float = 255.0) -> np.ndarray:
-    """Per-channel optical density -log10(I / white), float32, I clipped to >= 1."""
-    return -np.log10(np.maximum(rgb.astype(np.float32), 1.0) / white)
-
-
 def detect_tissue(thumb: np.ndarray, mpp: float, cfg: TissueConfig = TissueConfig()) -> TissueMask:
     """Tissue mask of a thumbnail at ``mpp`` um/px.
 
@@ -90,8 +86,12 @@ def tissue_mask(slide: SlideImage, settings: Settings = Settings()) -> TissueMas
 
 
 def tile_grid(slide: SlideImage, settings: Settings = Settings(), tissue: TissueMask | None = None,
-              require_tissue: bool = True) -> TileGrid:
+              require_tissue: bool = True, whole_image: bool = False) -> TileGrid:
     """Square tiles of ``tile_um`` at ``analysis_mpp`` covering the tissue.
+
+    With ``whole_image`` every tile is kept once any tissue is found (for
+    snapshots and regions of interest, where pale tissue may fill the frame
+    and the thumbnail has no glass to compare with).
 
     Raises
     ------
@@ -115,8 +115,10 @@ def tile_grid(slide: SlideImage, settings: Settings = Settings(), tissue: Tissue
             mx1, my1 = max(mx0 + 1, int(np.ceil(x1 * k))), max(my0 + 1, int(np.ceil(y1 * k)))
             patch = m[my0:my1, mx0:mx1]
             frac = float(patch.sum() / ((my1 - my0) * (mx1 - mx0))) if patch.size else 0.0
-            if frac > cfg.min_tissue_fraction:
+            if frac > cfg.min_tissue_fraction or whole_image:
                 tiles.append(Tile(col, row, x, y, x1 - x, y1 - y, size, round(frac, 4)))
+    if whole_image and not tissue.mask.any():
+        tiles = []
     if require_tissue and not tiles:
         raise NoTissueError("no tissue found on the slide", slide.path,
                             "check that this is the stained slide; for very pale tissue lower "

@@ -111,6 +111,7 @@ class IhcTruth:
     pattern: np.ndarray        # (n,) "none", "incomplete", "complete", "basolateral"
     stroma_xy_px: np.ndarray   # (m, 2) non-tumour nuclei (not to be counted)
     stroma_kind: np.ndarray    # (m,) "fibroblast" or "lymphocyte"
+    defocus: tuple[float, float, float] | None = None   # (x, y, radius) um of the blurred disc
 
 
 @dataclass
@@ -315,9 +316,11 @@ def render_ihc_field(spec: IhcFieldSpec) -> IhcField:
     od += 0.01  # glass and mounting medium
     rgb = 250.0 * np.power(10.0, -od)
     rgb = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), spec.blur_um / mpp)
+    defocus = None
     if "defocus" in spec.artefacts:
-        d = np.hypot(xx_um - W_um * rng.uniform(0.3, 0.7), yy_um - H_um * rng.uniform(0.3, 0.7))
-        weight = np.clip((0.3 * min(W_um, H_um) - d) / 10.0, 0, 1)[..., None]
+        defocus = (W_um * rng.uniform(0.3, 0.7), H_um * rng.uniform(0.3, 0.7), 0.3 * min(W_um, H_um))
+        d = np.hypot(xx_um - defocus[0], yy_um - defocus[1])
+        weight = np.clip((defocus[2] - d) / 10.0, 0, 1)[..., None]
         blurred = cv2.GaussianBlur(rgb, (0, 0), 2.5 / mpp)
         rgb = rgb * (1 - weight) + blurred * weight
     rgb = rgb + rng.normal(0, 1, rgb.shape) * spec.noise * np.sqrt(np.maximum(rgb, 1) / 128.0)
@@ -331,7 +334,7 @@ def render_ihc_field(spec: IhcFieldSpec) -> IhcField:
     truth = IhcTruth(
         xy_px=cells_um / mpp - 0.5, xy_um=cells_um, cls=cls, completeness=completeness,
         intensity=intensity, pattern=pattern,
-        stroma_xy_px=s_pts / mpp - 0.5, stroma_kind=kind,
+        stroma_xy_px=s_pts / mpp - 0.5, stroma_kind=kind, defocus=defocus,
     )
     decision = ihc_decision(cls, cells_um, spec.guideline)
     return IhcField(rgb=rgb, mpp=mpp, spec=spec, truth=truth, decision=decision,

@@ -1,0 +1,249 @@
+"""``score_ihc``: an IHC slide or image end to end, tile by tile in worker processes."""
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..config import Settings, load_settings
+from ..guidelines import Guideline, ihc_decision, load_guideline
+from ..ihc.score import TileCells, analyze_tile, core_cells, tile_score
+from ..ihc.stain import Stains, estimate_stains
+from ..io.slide import ArrayImage, SlideImage, open_image
+from ..io.tiling import Tile, TileGrid, tile_grid
+from ..schema import CellTable, IhcResult, Provenance, StainInfo, TileResult
+
+CLASSES = ("0", "1+", "2+", "3+")
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def array_sha256(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def glass_white(slide: SlideImage, grid: TileGrid) -> np.ndarray:
+    """Per-channel intensity of empty glass (the I0 of Beer-Lambert); 255 when no glass is seen."""
+    thumb = slide.thumbnail(grid.tissue.mpp)
+    mask = grid.tissue.mask
+    if mask.shape != thumb.shape[:2]:
+        import cv2
+
+        mask = cv2.resize(mask.astype(np.uint8), thumb.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
+    glass = thumb[~mask]
+    if len(glass) < 0.05 * mask.size:
+        return np.full(3, 255.0, np.float32)
+    return np.clip(np.median(glass, axis=0), 200, 255).astype(np.float32)
+
+
+def _read_with_margin(slide: SlideImage, tile: Tile, mpp: float, margin_px: int) -> np.ndarray:
+    k = mpp / slide.mpp                       # level-0 px per analysis px
+    m0 = int(round(margin_px * k))
+    return slide.read_at_mpp(tile.x - m0, tile.y - m0, tile.size + 2 * margin_px,
+                             tile.size + 2 * margin_px, mpp)
+
+
+def choose_stains(slide: SlideImage, grid: TileGrid, settings: Settings, white) -> Stains:
+    cfg = settings.ihc.stains
+    configured = Stains(cfg.hematoxylin, cfg.dab, "config")
+    if not cfg.estimate:
+        return configured
+    picks = np.unique(np.linspace(0, len(grid.tiles) - 1, min(12, len(grid.tiles))).round().astype(int))
+    pixels = [slide.read_at_mpp(t.x, t.y, t.size, t.size, grid.mpp)[::3, ::3].reshape(-1, 3)
+              for t in (grid.tiles[i] for i in picks)]
+    return estimate_stains(np.concatenate(pixels), configured, max_deviation_deg=cfg.max_deviation_deg,
+                           min_dab_fraction=cfg.min_dab_fraction, white=float(np.mean(white)))
+
+
+# -- worker side --------------------------------------------------------------------
+_W: dict = {}
+
+
+def _init_worker(source, mpp, grid, stains, settings, guideline, white):
+    slide = source if isinstance(source, SlideImage) else open_image(source, mpp=mpp)
+    _W.update(slide=slide, grid=grid, stains=stains, settings=settings, guideline=guideline, white=white)
+
+
+def _tile_job(index: int) -> tuple[int, TileCells]:
+    slide, grid, settings = _W["slide"], _W["grid"], _W["settings"]
+    tile = grid.tiles[index]
+    margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
+    rgb = _read_with_margin(slide, tile, grid.mpp, margin)
+    tc = analyze_tile(rgb, grid.mpp, _W["stains"], settings.ihc, _W["guideline"], float(np.mean(_W["white"])))
+    return index, core_cells(tc, margin, tile.size)
+
+
+def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, guideline, white,
+               workers: int, progress: bool):
+    args = (source, slide.mpp_or_none, grid, stains, settings, guideline, white)
+    n = len(grid.tiles)
+    bar = None
+    if progress:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.console import Console
+
+        bar = Progress(TextColumn("tiles"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                       TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        bar.start()
+        task = bar.add_task("tiles", total=n)
+    results: list[TileCells | None] = [None] * n
+    try:
+        if workers <= 1 or n <= 2:
+            _init_worker(slide, *args[1:])
+            jobs = map(_tile_job, range(n))
+            pool = None
+        else:
+            # In-memory images are inherited by forked workers; slides are reopened in each worker
+            # (an OpenSlide handle must not be shared across processes).
+            src = slide if isinstance(slide, ArrayImage) else source
+            ctx = mp.get_context("fork")
+            pool = ctx.Pool(workers, initializer=_init_worker, initargs=(src, *args[1:]))
+            jobs = pool.imap(_tile_job, range(n), chunksize=1)
+        for index, tc in jobs:
+            results[index] = tc
+            if bar:
+                bar.advance(task)
+        if pool:
+            pool.close()
+            pool.join()
+    finally:
+        if bar:
+            bar.stop()
+        _W.clear()
+    return results
+
+
+def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "breast",
+              settings: Settings | None = None, workers: int | None = None,
+              progress: bool = False) -> IhcResult:
+    """Score an IHC slide or image.
+
+    Parameters
+    ----------
+    image : str, Path, SlideImage or (H, W, 3) uint8 array
+    mpp : float, optional
+        Level-0 pixel size in um/px (required for arrays and images without metadata).
+    guideline : str
+        ``breast``, ``gastric`` or ``gastric-biopsy``.
+    workers : int, optional
+        Worker processes (default: up to 4, one per CPU).
+
+    Returns
+    -------
+    IhcResult
+    """
+    settings = settings or load_settings()
+    table = guideline if isinstance(guideline, Guideline) else load_guideline(guideline)
+    if isinstance(image, np.ndarray):
+        if mpp is None:
+            from ..errors import MppError
+            from ..io.slide import MPP_FIX
+
+            raise MppError("an image array needs its pixel size", "<array>", MPP_FIX)
+        slide, source, digest = ArrayImage(image, mpp=mpp), None, array_sha256(image)
+    elif isinstance(image, SlideImage):
+        slide, source = image, str(image.path)
+        digest = file_sha256(image.path) if image.path.is_file() else array_sha256(image.array)
+    else:
+        slide, source = open_image(image, mpp=mpp), str(image)
+        digest = file_sha256(image)
+    scan_mpp = slide.mpp                               # raises MppError when unknown
+    plain = isinstance(slide, ArrayImage)   # a snapshot or ROI: may have no glass to measure
+    grid = tile_grid(slide, settings, whole_image=plain)
+    white = np.full(3, 255.0, np.float32) if plain else glass_white(slide, grid)
+    stains = choose_stains(slide, grid, settings, white)
+    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    results = _run_tiles(source, slide, grid, stains, settings, table, white, workers, progress)
+    return assemble(results, slide, grid, stains, settings, table, digest, scan_mpp)
+
+
+def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) -> IhcResult:
+    """Turn per-tile cells into the slide result (coordinates in level-0 px)."""
+    k = grid.mpp / scan_mpp
+    margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
+    cols = {name: [] for name in ("x", "y", "cls", "completeness", "intensity", "cytoplasm", "basolateral",
+                                  "tile", "outline", "nucleus_radius")}
+    non_tumour, tiles = [], []
+    excluded = 0
+    no_dab = True
+    noise = []
+    for i, (tile, tc) in enumerate(zip(grid.tiles, results)):
+        x0 = tile.x + (tc.xy[:, 0] - margin) * k
+        y0 = tile.y + (tc.xy[:, 1] - margin) * k
+        keep = tc.tumour & ~tc.excluded
+        excluded += int((tc.tumour & tc.excluded).sum())
+        cols["x"] += np.round(x0[keep], 2).tolist()
+        cols["y"] += np.round(y0[keep], 2).tolist()
+        cols["cls"] += tc.cls[keep].tolist()
+        cols["completeness"] += np.round(tc.completeness[keep], 4).tolist()
+        cols["intensity"] += np.round(tc.intensity[keep], 4).tolist()
+        cols["cytoplasm"] += np.round(tc.cytoplasm[keep], 4).tolist()
+        cols["basolateral"] += tc.basolateral[keep].tolist()
+        cols["tile"] += [i] * int(keep.sum())
+        cols["outline"] += np.round(tc.outline[keep] * k, 1).tolist()
+        cols["nucleus_radius"] += np.round(tc.nucleus_radius[keep] * k, 1).tolist()
+        non_tumour += [(round(float(a), 2), round(float(b), 2)) for a, b in zip(x0[~tc.tumour], y0[~tc.tumour])]
+        no_dab &= tc.no_dab
+        if keep.any():
+            noise.append(tc.noise_od)
+        cls = tc.cls[keep]
+        xy_um = np.c_[x0[keep], y0[keep]] * scan_mpp
+        tiles.append(TileResult(
+            index=i, col=tile.col, row=tile.row, x=tile.x, y=tile.y, width=tile.width0, height=tile.height0,
+            tumour_cells=int(keep.sum()), non_tumour_cells=int((~tc.tumour).sum()),
+            counts={c: int((cls == c).sum()) for c in CLASSES},
+            score=tile_score(cls, xy_um, table), defocus_fraction=round(tc.defocus_fraction, 4),
+            noise_od=round(tc.noise_od, 5)))
+    xy_um = np.c_[cols["x"], cols["y"]] * scan_mpp if cols["x"] else np.zeros((0, 2))
+    decision = ihc_decision(cols["cls"], xy_um, table)
+    warnings = []
+    n = len(cols["x"])
+    if n == 0:
+        warnings.append("no invasive tumour cells found: the score is not meaningful; check the slide")
+    elif n < 200:
+        warnings.append(f"only {n} tumour cells scored: fewer than a pathologist would read")
+    if stains.dab_absent:
+        warnings.append(f"no DAB found on the slide ({stains.source[8:]}): every cell scored 0; "
+                        "is this an H&E slide rather than HER2 IHC?")
+    elif no_dab:
+        warnings.append("no membrane DAB staining found anywhere: scored 0; check that this is a HER2 IHC "
+                        "slide (an unstained control scores 0 too)")
+    if excluded:
+        warnings.append(f"{excluded} tumour cells in out-of-focus tissue were left out of the score; "
+                        "consider rescanning")
+    if stains.source.startswith("fallback: estimate"):
+        warnings.append(f"stain vectors not estimated ({stains.source[10:]}); defaults used")
+    reasons = [decision.reason]
+    if decision.near_cutoff:
+        reasons.append("near a cut-off: the deciding percentage is within "
+                       f"{table.ihc.near_cutoff_points:g} points of it; review the slide")
+    w, h = slide.dimensions
+    return IhcResult(
+        score=decision.score, sub_label=decision.sub_label, percent_cells=decision.percent,
+        counts=decision.counts, tumour_cells=n, non_tumour_cells=len(non_tumour),
+        excluded_cells=excluded, guideline=table.name, mpp=grid.mpp, scan_mpp=scan_mpp,
+        reasons=reasons, near_cutoff=decision.near_cutoff, warnings=warnings,
+        stains=StainInfo(hematoxylin=tuple(round(v, 4) for v in stains.hematoxylin),
+                         dab=tuple(round(v, 4) for v in stains.dab), source=stains.source),
+        width=w, height=h, tiles=tiles, cells=CellTable(**cols), non_tumour_xy=non_tumour,
+        provenance=Provenance(
+            software=f"her2path {__version__}", config_sha256=settings.digest(),
+            guideline_sha256=_digest_model(table), input_path=str(slide.path), input_sha256=digest,
+            mpp_used=grid.mpp),
+    )
+
+
+def _digest_model(model) -> str:
+    import json
+
+    return hashlib.sha256(json.dumps(model.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()

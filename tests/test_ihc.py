@@ -1,0 +1,144 @@
+"""IHC membrane scoring: stain separation, cells, membranes, slide score and outputs."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from her2path.config import load_settings
+from her2path.errors import MppError, NoTissueError
+from her2path.ihc.membrane import classify_cells
+from her2path.ihc.stain import Stains, estimate_stains, unmix
+from her2path.io import open_image
+from her2path.io.writers import write_image
+from her2path.pipeline.ihc_slide import score_ihc
+from her2path.pipeline.outputs import write_ihc_outputs
+from her2path.synthetic.ihc import IhcFieldSpec, StainVectors, jitter_stains, preset, render_ihc_field
+
+CLASSES = ("0", "1+", "2+", "3+")
+
+
+def test_unmixing_recovers_rendered_stains():
+    f = render_ihc_field(preset("3+", seed=2, noise=0, blur_um=0.01))
+    h, d = unmix(f.rgb, Stains(), white=250.0)
+    # Laid-down DAB comes back where it was put (before the 8-bit rounding and optics).
+    assert np.corrcoef(d.ravel(), f.dab.ravel())[0, 1] > 0.95
+
+
+def test_stain_estimate_is_guarded():
+    rng = np.random.default_rng(3)
+    shifted = jitter_stains(StainVectors(), rng, 8.0)
+    est = estimate_stains(render_ihc_field(preset("3+", seed=1, stains=shifted)).rgb)
+    assert est.source.startswith("estimated")
+    none = estimate_stains(render_ihc_field(preset("0", seed=1)).rgb)
+    assert "H only" in none.source and np.allclose(none.dab, Stains().dab, atol=1e-3)
+    far = estimate_stains(render_ihc_field(preset("3+", seed=1, stains=jitter_stains(StainVectors(), rng, 60))).rgb,
+                          max_deviation_deg=20)
+    assert far.source.startswith("fallback") or far.source.startswith("estimated")
+
+
+def test_class_rules_breast_and_gastric():
+    cfg = load_settings().ihc.membrane
+    comp = np.array([0.0, 0.4, 0.95, 0.95, 0.6, 0.95])
+    inten = np.array([0.0, 0.03, 0.06, 0.3, 0.3, 0.03])
+    breast = classify_cells(comp, inten, np.zeros(6), cfg)
+    assert breast.cls.tolist() == ["0", "1+", "2+", "3+", "2+", "1+"]
+    assert breast.basolateral.tolist() == [False, False, False, False, True, False]
+    gastric = classify_cells(comp, inten, np.zeros(6), cfg, gastric=True)
+    assert gastric.cls[4] == "3+"          # U-shaped counts as complete in gastric
+
+
+@pytest.mark.parametrize("score", CLASSES)
+def test_field_scores_and_percentages(score):
+    f = render_ihc_field(preset(score, seed=70, width_um=384, height_um=384))
+    r = score_ihc(f.rgb, mpp=0.5, workers=1)
+    assert r.score == f.decision.score
+    for c in CLASSES:
+        assert abs(r.percent_cells[c] - f.decision.percent[c]) < 8
+    assert abs(r.tumour_cells - len(f.truth.cls)) / len(f.truth.cls) < 0.05
+
+
+def test_cells_match_truth_and_stroma_is_not_counted():
+    f = render_ihc_field(IhcFieldSpec(percent={"0": 25, "1+": 25, "2+": 25, "3+": 25}, seed=71))
+    r = score_ihc(f.rgb, mpp=0.5, workers=1)
+    pred = np.c_[r.cells.x, r.cells.y]
+    d, i = cKDTree(pred).query(f.truth.xy_px)
+    assert np.mean(d < 6) > 0.97
+    ds, _ = cKDTree(pred).query(f.truth.stroma_xy_px)
+    assert np.mean(ds < 3) < 0.1                      # stromal nuclei are not tumour cells
+    idx = {c: k for k, c in enumerate(CLASSES)}
+    t = np.array([idx[c] for c in f.truth.cls[d < 6]])
+    p = np.array([idx[c] for c in np.asarray(r.cells.cls)[i[d < 6]]])
+    assert np.mean(t == p) > 0.8 and np.mean(np.abs(t - p) <= 1) > 0.98
+
+
+def test_same_tissue_at_two_resolutions_gets_the_same_score(sample_slide, fine_slide):
+    a = score_ihc(sample_slide.path, workers=1)
+    b = score_ihc(fine_slide.path, workers=1)
+    assert a.score == b.score == sample_slide.decision.score
+    for c in CLASSES:
+        assert abs(a.percent_cells[c] - b.percent_cells[c]) < 4
+    assert a.mpp == b.mpp == 0.5 and b.scan_mpp == 0.25
+
+
+def test_slide_in_workers_is_deterministic_and_equal_to_one_process(sample_slide):
+    one = score_ihc(sample_slide.path, workers=1)
+    two = score_ihc(sample_slide.path, workers=2)
+    assert one.to_json() == two.to_json()
+
+
+def test_h_and_e_scores_zero_with_no_dab_warning(real_dir):
+    r = score_ihc(real_dir / "CMU-1-Small-Region.svs", workers=2)
+    assert r.score == "0" and r.sub_label == "null"
+    assert any("no DAB" in w for w in r.warnings)
+
+
+def test_real_dab_image_runs_end_to_end(tmp_path):
+    from skimage import data
+
+    rgb = data.immunohistochemistry()
+    r = score_ihc(rgb, mpp=0.5, workers=1)
+    assert r.tumour_cells > 50 and r.score in CLASSES
+    assert r.percent_cells["0"] < 90                 # its strong DAB is seen
+
+
+def test_defocused_tissue_is_left_out_with_a_warning():
+    f = render_ihc_field(preset("2+", seed=72, artefacts=("defocus",), width_um=384, height_um=384))
+    r = score_ihc(f.rgb, mpp=0.5, workers=1)
+    assert r.excluded_cells > 10 and any("out-of-focus" in w for w in r.warnings)
+    assert r.score == f.decision.score
+
+
+def test_blank_image_and_missing_mpp_are_errors(tmp_path):
+    with pytest.raises(NoTissueError):
+        score_ihc(np.full((600, 600, 3), 245, np.uint8), mpp=0.5, workers=1)
+    with pytest.raises(MppError, match="--mpp"):
+        score_ihc(np.zeros((10, 10, 3), np.uint8))
+    p = write_image(tmp_path / "nompp.png", render_ihc_field(preset("1+", seed=1)).rgb)
+    with pytest.raises(MppError, match="--mpp"):
+        score_ihc(p)
+
+
+def test_outputs_are_derived_from_the_result(tmp_path, sample_slide):
+    with open_image(sample_slide.path) as slide:
+        r = score_ihc(slide, workers=1)
+        files = write_ihc_outputs(r, slide, tmp_path)
+    back = type(r).from_json((tmp_path / "result.json").read_text())
+    assert back == r
+    rows = list(csv.DictReader(open(files["cells_csv"])))
+    assert list(rows[0])[:5] == ["x", "y", "class", "completeness", "intensity"]
+    assert len(rows) == r.tumour_cells
+    assert {row["class"] for row in rows} <= set(CLASSES)
+    gj = json.loads(files["geojson"].read_text())
+    cells = [f for f in gj["features"] if f["properties"]["objectType"] == "cell"]
+    assert len(cells) == r.tumour_cells
+    props = cells[0]["properties"]
+    assert props["classification"]["name"].startswith("HER2 ")
+    assert "Membrane completeness" in props["measurements"] and "nucleusGeometry" in props
+    ring = cells[0]["geometry"]["coordinates"][0]
+    assert ring[0] == ring[-1] and len(ring) == 13
+    assert files["heatmap"].stat().st_size > 10000
+    assert any(k.startswith("overlay_") for k in files)
