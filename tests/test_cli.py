@@ -53,3 +53,36 @@ def test_demo_runs_to_the_end(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "demo" / "tiles.png").stat().st_size > 1000
     assert (tmp_path / "demo" / "sample-case" / "truth.json").exists()
+
+
+def test_ihc_json_and_outputs(sample_slide, tmp_path):
+    r = run("ihc", sample_slide.path, "--json", "--out", tmp_path / "o", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for key in ("score", "percent_cells", "tumour_cells", "sub_label", "mpp", "guideline"):
+        assert key in out
+    assert out["score"] == sample_slide.decision.score and out["guideline"] == "breast"
+    assert set(out["percent_cells"]) == {"0", "1+", "2+", "3+"}
+    for name in ("result.json", "cells.csv", "cells.geojson", "heatmap.png"):
+        assert (tmp_path / "o" / name).stat().st_size > 0
+    assert list((tmp_path / "o" / "overlays").glob("tile_*.png"))
+
+
+def test_ihc_gastric_and_bad_guideline(sample_slide):
+    r = run("ihc", sample_slide.path, "--json", "--guideline", "gastric", "--workers", "1")
+    assert r.returncode == 0 and json.loads(r.stdout)["guideline"] == "gastric"
+    r = run("ihc", sample_slide.path, "--guideline", "lung")
+    assert r.returncode == 2 and "unknown guideline 'lung'" in r.stderr and "breast" in r.stderr
+
+
+def test_ihc_image_without_mpp_and_blank_slide(tmp_path):
+    import numpy as np
+
+    from her2path.io.writers import write_image
+
+    p = write_image(tmp_path / "x.png", np.full((300, 300, 3), 120, np.uint8))
+    r = run("ihc", p)
+    assert r.returncode == 2 and "--mpp" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    blank = write_image(tmp_path / "blank.png", np.full((600, 600, 3), 245, np.uint8), mpp=0.5)
+    r = run("ihc", blank)
+    assert r.returncode == 2 and "no tissue" in r.stderr
