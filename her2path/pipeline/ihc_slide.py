@@ -69,7 +69,11 @@ def choose_stains(slide: SlideImage, grid: TileGrid, settings: Settings, white) 
 _W: dict = {}
 
 
-def _init_worker(source, mpp, grid, stains, settings, guideline, white):
+def _init_worker(source, mpp, grid, stains, settings, guideline, white, single_thread=False):
+    if single_thread:   # one OpenCV thread per worker process: no oversubscription of the cores
+        import cv2
+
+        cv2.setNumThreads(1)
     slide = source if isinstance(source, SlideImage) else open_image(source, mpp=mpp)
     _W.update(slide=slide, grid=grid, stains=stains, settings=settings, guideline=guideline, white=white)
 
@@ -103,11 +107,12 @@ def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, guid
             jobs = map(_tile_job, range(n))
             pool = None
         else:
-            # In-memory images are inherited by forked workers; slides are reopened in each worker
-            # (an OpenSlide handle must not be shared across processes).
+            # Fresh (spawned) workers: a fork after OpenCV has started its thread pool can deadlock,
+            # and an OpenSlide handle must not be shared across processes. Slides are reopened by
+            # path in each worker; in-memory images are sent to them.
             src = slide if isinstance(slide, ArrayImage) else source
-            ctx = mp.get_context("fork")
-            pool = ctx.Pool(workers, initializer=_init_worker, initargs=(src, *args[1:]))
+            ctx = mp.get_context("spawn")
+            pool = ctx.Pool(workers, initializer=_init_worker, initargs=(src, *args[1:], True))
             jobs = pool.imap(_tile_job, range(n), chunksize=1)
         for index, tc in jobs:
             results[index] = tc
