@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing as mp
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,23 @@ def _tile_job(index: int) -> tuple[int, TileCells]:
     return index, core_cells(tc, margin, tile.size)
 
 
+@contextmanager
+def _single_threaded_children():
+    """Environment for spawned workers: one BLAS/OpenMP thread each (the pool is the parallelism;
+    spinning BLAS threads in every worker would oversubscribe the cores)."""
+    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: "1" for k in keys})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, guideline, white,
                workers: int, progress: bool):
     args = (source, slide.mpp_or_none, grid, stains, settings, guideline, white)
@@ -112,7 +130,8 @@ def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, guid
             # path in each worker; in-memory images are sent to them.
             src = slide if isinstance(slide, ArrayImage) else source
             ctx = mp.get_context("spawn")
-            pool = ctx.Pool(workers, initializer=_init_worker, initargs=(src, *args[1:], True))
+            with _single_threaded_children():
+                pool = ctx.Pool(workers, initializer=_init_worker, initargs=(src, *args[1:], True))
             jobs = pool.imap(_tile_job, range(n), chunksize=1)
         for index, tc in jobs:
             results[index] = tc
