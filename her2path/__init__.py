@@ -2,5 +2,6 @@
 __version__ = "0.1.0"
 
 from .io import open_image  # noqa: E402
+from .pipeline.ihc_slide import score_ihc  # noqa: E402
 
-__all__ = ["__version__", "open_image"]
+__all__ = ["__version__", "open_image", "score_ihc"]

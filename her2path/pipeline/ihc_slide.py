@@ -11,14 +11,12 @@ import numpy as np
 
 from .. import __version__
 from ..config import Settings, load_settings
-from ..guidelines import Guideline, ihc_decision, load_guideline
+from ..guidelines import CLASSES, Guideline, ihc_decision, load_guideline
 from ..ihc.score import TileCells, analyze_tile, core_cells, tile_score
 from ..ihc.stain import Stains, estimate_stains
 from ..io.slide import ArrayImage, SlideImage, open_image
 from ..io.tiling import Tile, TileGrid, tile_grid
 from ..schema import CellTable, IhcResult, Provenance, StainInfo, TileResult
-
-CLASSES = ("0", "1+", "2+", "3+")
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
