@@ -128,3 +128,43 @@ class IhcResult(Model):
     def summary(self) -> dict:
         """The fields ``her2path ihc --json`` prints (no per-cell or per-tile lists)."""
         return self.model_dump(mode="json", exclude={"cells", "tiles", "non_tumour_xy"})
+
+
+class NucleusTable(Model):
+    """Every nucleus found, columnar. x, y in px of its field; evaluable ones are counted."""
+
+    field: list[int]
+    x: list[float]
+    y: list[float]
+    her2: list[int]
+    cep17: list[int]
+    evaluable: list[bool]
+    why_not: list[str]
+
+
+class IshResult(Model):
+    """Dual-probe ISH of one case (all fields pooled)."""
+
+    schema_version: str = SCHEMA_VERSION
+    kind: str = "ish"
+    nuclei: int                    # evaluable nuclei counted
+    her2_per_cell: float | None
+    cep17_per_cell: float | None
+    ratio: float | None            # sum HER2 / sum CEP17 over evaluable nuclei
+    group: int | None              # ASCO/CAP breast group 1-5; None for ratio-only guidelines or < min nuclei
+    call: str                      # "positive", "negative", "needs-ihc" or "no-call"
+    reasons: list[str]
+    next_step: str | None
+    warnings: list[str]
+    amplified_percent: float | None  # nuclei with their own ratio >= the cut-off (heterogeneity)
+    heterogeneous: bool
+    guideline: str
+    mpp: float
+    brightfield: bool
+    fields: list[str]
+    single_signal: dict[str, float]  # reference integrated intensity of one signal, per probe
+    table: NucleusTable
+    provenance: Provenance
+
+    def summary(self) -> dict:
+        return self.model_dump(mode="json", exclude={"table"})

@@ -99,7 +99,7 @@ def test_fish_spots_rendered_as_counted():
     t = f.truth
     her2 = f.image[0]
     single = t.her2_cluster == -1
-    peaks = peak_local_max(her2, min_distance=2, threshold_abs=0.25)
+    peaks = peak_local_max(her2, min_distance=2, threshold_abs=0.09)
     d = np.hypot(*(peaks[:, ::-1][:, None] - (t.her2_spots_um[single] / f.mpp - 0.5)[None]).transpose(2, 0, 1))
     found = (d.min(axis=0) <= 2).mean()
     assert found > 0.95

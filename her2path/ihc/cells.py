@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 from skimage.filters import threshold_otsu
-from skimage.segmentation import watershed
 
 from ..config import CellsConfig, NucleiConfig, TumourConfig
+from ..segmentation import label_moments, relabel, split_touching
 
 
 @dataclass
@@ -45,44 +45,6 @@ def _nucleus_mask(h: np.ndarray, tissue: np.ndarray | None, cfg: NucleiConfig) -
         thr = max(cfg.min_h_od, float(threshold_otsu(vals)))
     mask = (hs > thr).astype(np.uint8)
     return cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
-
-
-def _split_touching(mask: np.ndarray, mpp: float, cfg: NucleiConfig) -> np.ndarray:
-    """Label nuclei, splitting touching ones at the saddles of the distance transform."""
-    dist = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
-    dist = cv2.GaussianBlur(dist, (0, 0), 1.0)
-    k = max(3, int(round(cfg.split_distance_um / mpp)) | 1)
-    peaks = (dist == cv2.dilate(dist, np.ones((k, k), np.uint8))) & (dist > 1.0) & (mask > 0)
-    n, markers = cv2.connectedComponents(peaks.astype(np.uint8), connectivity=8)
-    if n <= 1:
-        return np.zeros(mask.shape, np.int32)
-    return watershed(-dist, markers, mask=mask.astype(bool)).astype(np.int32)
-
-
-def _relabel(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Keep labels where ``keep[label - 1]`` and renumber them 1..k."""
-    lut = np.zeros(len(keep) + 1, np.int32)
-    lut[1:][keep] = np.arange(1, keep.sum() + 1)
-    return lut[labels]
-
-
-def _moments(labels: np.ndarray, n: int, h: np.ndarray):
-    """Area, centroid, axis ratio and mean of ``h`` per label, by bincount."""
-    ys, xs = np.nonzero(labels)
-    lab = labels[ys, xs] - 1
-    area = np.bincount(lab, minlength=n).astype(np.float64)
-    a = np.maximum(area, 1)
-    cx = np.bincount(lab, xs, n) / a
-    cy = np.bincount(lab, ys, n) / a
-    dx, dy = xs - cx[lab], ys - cy[lab]
-    sxx = np.bincount(lab, dx * dx, n) / a + 1 / 12
-    syy = np.bincount(lab, dy * dy, n) / a + 1 / 12
-    sxy = np.bincount(lab, dx * dy, n) / a
-    tr, det = sxx + syy, sxx * syy - sxy * sxy
-    disc = np.sqrt(np.maximum(tr * tr / 4 - det, 0))
-    ratio = np.sqrt((tr / 2 + disc) / np.maximum(tr / 2 - disc, 1e-6))
-    mean_h = np.bincount(lab, h[ys, xs], n) / a
-    return area, np.c_[cx, cy], ratio, mean_h
 
 
 def grow_cells(nuclei: np.ndarray, radius_px: float, tissue: np.ndarray | None = None) -> np.ndarray:
@@ -125,12 +87,12 @@ def segment_cells(h: np.ndarray, mpp: float, nuclei_cfg: NucleiConfig = NucleiCo
                   cells_cfg: CellsConfig = CellsConfig(), tumour_cfg: TumourConfig = TumourConfig(),
                   tissue: np.ndarray | None = None) -> Cells:
     """Segment nuclei and cells on a hematoxylin OD image at ``mpp`` um/px."""
-    labels = _split_touching(_nucleus_mask(h, tissue, nuclei_cfg), mpp, nuclei_cfg)
+    labels = split_touching(_nucleus_mask(h, tissue, nuclei_cfg), mpp, nuclei_cfg.split_distance_um)
     n = int(labels.max())
-    area, xy, ratio, mean_h = _moments(labels, n, h)
+    area, xy, ratio, mean_h = label_moments(labels, n, h)
     area_um2 = area * mpp * mpp
     keep = (area_um2 >= nuclei_cfg.min_area_um2) & (area_um2 <= nuclei_cfg.max_area_um2)
-    labels = _relabel(labels, keep)
+    labels = relabel(labels, keep)
     area_um2, xy, ratio, mean_h = area_um2[keep], xy[keep], ratio[keep], mean_h[keep]
     territory = grow_cells(labels, cells_cfg.radius_um / mpp, tissue)
     tumour = classify_tumour(area_um2, ratio, mean_h, xy * mpp, tumour_cfg)
