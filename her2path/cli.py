@@ -71,6 +71,30 @@ def _print_ihc(result, out) -> None:
     c.print("  research use only, not for diagnosis")
 
 
+def cmd_ish(args) -> int:
+    from .io.fluorescence import parse_channels
+    from .pipeline.ish_case import count_ish
+
+    result = count_ish(args.inputs, parse_channels(args.channels), args.mpp, args.brightfield,
+                       args.guideline, args.out)
+    if args.json:
+        _print_json(result.summary())
+        return 0
+    from rich.console import Console
+
+    c = Console()
+    figs = (f"ratio {result.ratio}, HER2 {result.her2_per_cell}/cell, CEP17 {result.cep17_per_cell}/cell"
+            if result.ratio is not None else "no figures")
+    c.print(f"[bold]ISH {result.call}[/bold] (group {result.group}) by {result.guideline}: "
+            f"{result.nuclei} evaluable nuclei; {figs}")
+    for r in result.reasons + ([f"next step: {result.next_step}"] if result.next_step else []):
+        c.print(f"  - {r}")
+    for w in result.warnings:
+        c.print(f"  [yellow]warning:[/yellow] {w}")
+    c.print("  research use only, not for diagnosis")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .pipeline.demo import run_demo
 
@@ -100,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None, help="worker processes (default: up to 4)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_ihc)
+
+    s = sub.add_parser("ish", help="count ERBB2/CEP17 per nucleus in FISH or dual-ISH fields of one case")
+    s.add_argument("inputs", nargs="+", help="field images (or folders of them) of one case")
+    s.add_argument("--channels", help="channel order of multichannel TIFFs (default her2,cep17,dapi)")
+    s.add_argument("--brightfield", action="store_true", help="brightfield dual ISH (black HER2, red CEP17)")
+    s.add_argument("--mpp", type=float, help="pixel size in um/px (overrides metadata)")
+    s.add_argument("--guideline", default="breast", help="breast (default), gastric or gastric-biopsy")
+    s.add_argument("--out", help="folder for result.json, nuclei.csv and overlay PNGs")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_ish)
 
     s = sub.add_parser("demo", help="build the embedded sample case and run every stage on it")
     s.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")

@@ -86,3 +86,41 @@ def test_ihc_image_without_mpp_and_blank_slide(tmp_path):
     blank = write_image(tmp_path / "blank.png", np.full((600, 600, 3), 245, np.uint8), mpp=0.5)
     r = run("ihc", blank)
     assert r.returncode == 2 and "no tissue" in r.stderr
+
+
+def test_ish_json_outputs_and_bad_fields(tmp_path):
+    from her2path.io.writers import write_image
+    from her2path.synthetic.ish import IshFieldSpec, render_fish
+
+    paths = []
+    for k in range(2):
+        f = render_fish(IshFieldSpec(group=1, seed=60 + k))
+        paths.append(write_image(tmp_path / f"f{k}.tif", f.cyx(16), f.mpp))
+    r = run("ish", *paths, "--json", "--out", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for key in ("nuclei", "her2_per_cell", "cep17_per_cell", "ratio", "group", "call"):
+        assert key in out
+    assert out["group"] == 1 and out["call"] == "positive" and out["nuclei"] >= 20
+    header = (tmp_path / "o" / "nuclei.csv").read_text().splitlines()[0]
+    assert header.startswith("x,y,her2,cep17")
+    assert (tmp_path / "o" / "overlay_1.png").exists()
+    one = write_image(tmp_path / "one.tif", render_fish(IshFieldSpec(group=5, seed=1)).cyx(16)[0], 0.1)
+    r = run("ish", one)
+    assert r.returncode == 2 and "one channel" in r.stderr
+    empty = write_image(tmp_path / "empty.tif", __import__("numpy").zeros((3, 64, 64), "uint16"), 0.1)
+    r = run("ish", empty)
+    assert r.returncode == 2 and "empty" in r.stderr
+    r = run("ish", paths[0], "--channels", "her2,dapi")
+    assert r.returncode == 2 and "--channels" in r.stderr
+
+
+def test_ish_few_nuclei_is_a_no_call(tmp_path):
+    from her2path.io.writers import write_image
+    from her2path.synthetic.ish import IshFieldSpec, render_fish
+
+    f = render_fish(IshFieldSpec(group=5, seed=3, width_px=400, height_px=400))
+    p = write_image(tmp_path / "small.tif", f.cyx(16), f.mpp)
+    r = run("ish", p, "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["call"] == "no-call" and "evaluable nuclei" in out["reasons"][0]

@@ -20,7 +20,7 @@ class IshNuclei:
 
 
 def segment_nuclei(img: np.ndarray, mpp: float, min_area_um2: float = 12.0, max_area_um2: float = 200.0,
-                   split_distance_um: float = 4.0) -> IshNuclei:
+                   split_distance_um: float = 6.0) -> IshNuclei:
     """Nuclei on a nuclear-stain image (bright = nucleus), touching ones split.
 
     Not evaluable: cut by the field edge, touching or overlapping another

@@ -12,6 +12,7 @@ from ..io.fluorescence import read_fluorescence
 from ..io.tiling import tile_grid
 from ..synthetic.sample import build_sample_case
 from .ihc_slide import score_ihc
+from .ish_case import count_ish
 from .outputs import tile_overview, write_ihc_outputs
 
 
@@ -40,7 +41,12 @@ def run_demo(out: Path) -> int:
     for p in case.fish:
         f = read_fluorescence(p)
         table.add_row(f"FISH {p.name}", f"{f.shape[1]}x{f.shape[0]} px, {f.bit_depth}-bit, {f.mpp} um/px", "")
-    table.add_row("ISH truth", "", f"ratio {truth['ish']['ratio']:.2f}, HER2/cell {truth['ish']['her2_per_cell']:.2f}")
+    ish = count_ish(case.fish, out=out / "ish")
+    table.add_row("ISH", f"{ish.call} (group {ish.group}): ratio {ish.ratio:.2f}, HER2 {ish.her2_per_cell:.2f}/cell, "
+                         f"{ish.nuclei} nuclei",
+                  f"ratio {truth['ish']['ratio']:.2f}, HER2 {truth['ish']['her2_per_cell']:.2f}/cell, "
+                  f"{truth['ish']['nuclei']} nuclei")
     console.print(table)
     console.print(f"IHC outputs in {out / 'ihc'}: result.json, cells.csv, cells.geojson, heatmap.png, overlays/")
+    console.print(f"ISH outputs in {out / 'ish'}: result.json, nuclei.csv, overlay_N.png")
     return 0

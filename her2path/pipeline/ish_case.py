@@ -1,0 +1,124 @@
+"""``count_ish``: the FISH or brightfield dual-ISH fields of one case, end to end."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .. import __version__
+from ..config import load_settings
+from ..errors import InputError, MppError
+from ..guidelines import Guideline, load_guideline
+from ..io.fluorescence import DEFAULT_CHANNELS, read_fluorescence
+from ..io.slide import MPP_FIX, open_image
+from ..io.writers import atomic_write_bytes, write_image
+from ..ish.score import analyse_field, brightfield_channels, count_case
+from ..schema import IshResult, NucleusTable, Provenance
+from .ihc_slide import _digest_model, file_sha256
+
+FISH_SIGMA_UM = 0.15        # PSF sigma of one FISH signal
+BRIGHTFIELD_SIGMA_UM = 0.21  # one chromogenic dot
+
+
+def _expand(inputs) -> list[Path]:
+    """Files given, with folders replaced by the image files in them (sorted)."""
+    out = []
+    for p in map(Path, inputs):
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in (".tif", ".tiff", ".png", ".jpg", ".jpeg"))
+            if not found:
+                raise InputError("folder holds no TIFF, PNG or JPEG fields", p, "give the field images")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+def _load(path: Path, channels, mpp, brightfield) -> tuple[dict, float, np.ndarray]:
+    """Channels (nuclear, her2, cep17), um/px and an RGB view for the overlay."""
+    if brightfield:
+        img = open_image(path, mpp=mpp)
+        rgb = img.read_region(0, 0, 0, *img.dimensions)
+        return brightfield_channels(rgb), img.mpp, rgb
+    f = read_fluorescence(path, channels, mpp)
+    if f.mpp is None:
+        raise MppError("pixel size (mpp) unknown: the file's metadata does not give it", path,
+                       MPP_FIX.replace("0.5 for a 20x scan, 0.25 for 40x", "0.1 for a 63x FISH field"))
+    ch = {"nuclear": f.channels["dapi"], "her2": f.channels["her2"], "cep17": f.channels["cep17"]}
+    view = np.stack([ch["her2"], ch["cep17"], ch["nuclear"]], -1)
+    view = np.clip(view / np.maximum(np.percentile(view, 99.9, axis=(0, 1)), 1e-6) * 255, 0, 255).astype(np.uint8)
+    return ch, f.mpp, view
+
+
+def count_ish(inputs, channels=DEFAULT_CHANNELS, mpp: float | None = None, brightfield: bool = False,
+              guideline: str | Guideline = "breast", out: str | Path | None = None) -> IshResult:
+    """Count ERBB2 and CEP17 per nucleus over the fields of one case and call it by guideline."""
+    table = guideline if isinstance(guideline, Guideline) else load_guideline(guideline)
+    paths = _expand([inputs] if isinstance(inputs, (str, Path)) else inputs)
+    sigma = BRIGHTFIELD_SIGMA_UM if brightfield else FISH_SIGMA_UM
+    signals, views, mpps = [], [], []
+    for p in paths:
+        ch, m, view = _load(p, channels, mpp, brightfield)
+        sig = analyse_field(ch, m, sigma)
+        if len(sig.nuclei.xy) == 0:
+            raise InputError("no nuclei found in the field", p,
+                             "check the channel order (--channels) or that this is a FISH field")
+        signals.append(sig)
+        views.append(view)
+        mpps.append(m)
+    case = count_case(signals, table)
+    warnings = []
+    if case["heterogeneous"]:
+        warnings.append(f"heterogeneous: {case['amplified_percent']:.0f}% of nuclei have a ratio >= "
+                        f"{table.ish.ratio_cutoff:g}; a second population exceeds 10%: count and report it separately")
+    result = IshResult(
+        nuclei=case["nuclei"], her2_per_cell=case["her2_per_cell"], cep17_per_cell=case["cep17_per_cell"],
+        ratio=case["ratio"], group=case["group"], call=case["call"], reasons=case["reasons"],
+        next_step=case["next_step"], warnings=warnings, amplified_percent=case["amplified_percent"],
+        heterogeneous=case["heterogeneous"], guideline=table.name, mpp=float(np.mean(mpps)),
+        brightfield=brightfield, fields=[str(p) for p in paths],
+        single_signal={k: round(v, 5) for k, v in case["reference"].items()},
+        table=NucleusTable(**case["table"]),
+        provenance=Provenance(software=f"her2path {__version__}", config_sha256=load_settings().digest(),
+                              guideline_sha256=_digest_model(table), input_path=";".join(map(str, paths)),
+                              input_sha256=_digest_files(paths), mpp_used=float(np.mean(mpps))))
+    if out:
+        write_ish_outputs(result, signals, views, Path(out))
+    return result
+
+
+def _digest_files(paths) -> str:
+    import hashlib
+
+    return hashlib.sha256("".join(file_sha256(p) for p in paths).encode()).hexdigest()
+
+
+def write_ish_outputs(result: IshResult, signals, views, out: Path) -> None:
+    """result.json, nuclei.csv (x, y, her2, cep17, ...) and overlay_N.png per field."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "result.json", (result.to_json() + "\n").encode())
+    t = result.table
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["x", "y", "her2", "cep17", "field", "evaluable", "why_not"])
+    for row in zip(t.x, t.y, t.her2, t.cep17, t.field, t.evaluable, t.why_not):
+        w.writerow([*row[:5], int(row[5]), row[6]])
+    atomic_write_bytes(out / "nuclei.csv", buf.getvalue().encode())
+    for i, (sig, view) in enumerate(zip(signals, views)):
+        img = view.copy()
+        labels = sig.nuclei.labels
+        sel = [k for k, f in enumerate(t.field) if f == i]
+        for j, k in enumerate(sel):
+            m = (labels == j + 1).astype(np.uint8)
+            cs, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(img, cs, -1, (255, 255, 255) if t.evaluable[k] else (120, 120, 120), 1)
+            cv2.putText(img, f"{t.her2[k]}/{t.cep17[k]}", (int(t.x[k]) - 14, int(t.y[k]) + 4),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0) if t.evaluable[k] else (150, 150, 150), 1,
+                        cv2.LINE_AA)
+        for blobs, color in ((sig.her2, (255, 60, 60)), (sig.cep17, (60, 255, 60))):
+            for x, y in blobs.xy:
+                cv2.circle(img, (int(round(x)), int(round(y))), 5, color, 1, cv2.LINE_AA)
+        write_image(out / f"overlay_{i}.png", img)
