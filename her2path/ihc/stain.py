@@ -2,10 +2,10 @@
 
 Beer-Lambert: OD = -log10(I / I0) is linear in stain amounts, so each pixel's
 OD (R, G, B) is unmixed by the pseudo-inverse of the stain matrix (hematoxylin,
-DAB, and a residual vector orthogonal to both). Vectors can be estimated on a
-slide's tissue pixels (Macenko et al. 2009: the plane of the two largest OD
-principal components, extreme angles as the stains); an estimate far from the
-defaults or from too few stained pixels falls back to the defaults.
+DAB, and a residual vector orthogonal to both). Vectors can be estimated per
+slide from its purest pixels (nuclei for hematoxylin, DAB-dominant pixels for
+DAB); an estimate far from the defaults or from too few pixels falls back to
+the defaults, and a second stain that is not brown (eosin) marks DAB absent.
 """
 from __future__ import annotations
 
