@@ -21,5 +21,9 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+bench: setup
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	for b in tiling_memory ihc_accuracy ihc_speed ish_accuracy; do $(PY) -m benchmarks.$$b || exit 1; done
+
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -7,8 +7,10 @@ import resource
 import time
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
+from scipy.spatial import cKDTree
 
 RESULTS = Path(__file__).parent / "results"
 CACHE = Path(__file__).parent / ".cache"
@@ -57,3 +59,13 @@ def print_table(title: str, columns: list[str], rows: list[list]) -> None:
     for r in rows:
         table.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in r])
     Console(width=200).print(table)
+
+
+def match(truth_xy, pred_xy, radius):
+    """Mutual nearest neighbours within ``radius`` px: (truth index, pred index) arrays."""
+    if len(truth_xy) == 0 or len(pred_xy) == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    d1, i1 = cKDTree(pred_xy).query(truth_xy)
+    _, i2 = cKDTree(truth_xy).query(pred_xy)
+    ok = (d1 <= radius) & (i2[i1] == np.arange(len(truth_xy)))
+    return np.flatnonzero(ok), i1[ok]

@@ -16,13 +16,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from her2path.io.writers import write_image
 from her2path.pipeline.ihc_slide import score_ihc
 from her2path.synthetic.ihc import IhcFieldSpec, StainVectors, jitter_stains, preset, render_ihc_field
 
-from .common import Timer, print_table, write_results
+from .common import Timer, match, print_table, write_results
 
 CLASSES = ("0", "1+", "2+", "3+")
 NEAR = [  # (percent mix, note): deciding fractions 3-4 points from the 10% cut-offs
@@ -71,16 +70,6 @@ def qwk(a, b, k=4) -> float:
     w = np.subtract.outer(np.arange(k), np.arange(k)) ** 2 / (k - 1) ** 2
     e = np.outer(o.sum(1), o.sum(0)) / o.sum()
     return float(1 - (w * o).sum() / max((w * e).sum(), 1e-12))
-
-
-def match(truth_xy, pred_xy, radius):
-    """Mutual nearest neighbours within ``radius`` px: (truth index, pred index) arrays."""
-    if len(truth_xy) == 0 or len(pred_xy) == 0:
-        return np.zeros(0, int), np.zeros(0, int)
-    d1, i1 = cKDTree(pred_xy).query(truth_xy)
-    _, i2 = cKDTree(truth_xy).query(pred_xy)
-    ok = (d1 <= radius) & (i2[i1] == np.arange(len(truth_xy)))
-    return np.flatnonzero(ok), i1[ok]
 
 
 def evaluate_field(spec, suffix, folder: Path, workers: int) -> dict:

@@ -37,8 +37,8 @@ def test_crowded_section_skips_overlapping_nuclei():
 
 
 def test_cluster_copies_and_touching_signals_rule():
-    c = copies_from_intensity(np.array([0.9, 1.9, 2.6, 6.2]), 1.0)
-    assert c.tolist() == [1, 1, 3, 6]          # two touching same-size signals count as one
+    c = copies_from_intensity(np.array([0.1, 0.9, 1.9, 2.6, 6.2]), 1.0)
+    assert c.tolist() == [0, 1, 1, 3, 6]       # faint bleed-through is no signal; two touching count as one
 
 
 def test_fewer_than_20_nuclei_is_a_no_call_with_reason():
@@ -60,3 +60,31 @@ def test_heterogeneity_flag():
     her2 = np.r_[np.full(80, 2), np.full(20, 10)]
     d = decide(her2, np.full(100, 2), np.ones(100, bool), g)
     assert d["amplified_percent"] == 20.0 and d["heterogeneous"]
+
+
+@pytest.mark.parametrize("group", [2, 4])
+def test_brightfield_dual_ish_group(group):
+    from her2path.ish.score import brightfield_channels
+    from her2path.synthetic.ish import render_brightfield
+
+    fields = [render_brightfield(IshFieldSpec(group=group, seed=60 + group + k)) for k in range(2)]
+    r = count_case([analyse_field(brightfield_channels(f.image), f.mpp, 0.21) for f in fields],
+                   load_guideline("breast"))
+    t = [f.truth for f in fields]
+    cep = sum(int(x.cep17[x.evaluable].sum()) for x in t) / sum(int(x.evaluable.sum()) for x in t)
+    assert r["group"] == group
+    assert abs(r["cep17_per_cell"] - cep) / cep < 0.08     # red CEP17 not read under black silver
+
+
+def test_jpeg_composite_bleed_through_is_not_counted():
+    import cv2
+
+    fields = [render_fish(IshFieldSpec(group=5, seed=70 + k)) for k in range(2)]
+    sig = []
+    for f in fields:
+        rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(f.jpeg(92), np.uint8), 1), cv2.COLOR_BGR2RGB) / 255.0
+        sig.append(analyse_field({"nuclear": rgb[..., 2], "her2": rgb[..., 0], "cep17": rgb[..., 1]}, f.mpp, 0.15))
+    r = count_case(sig, load_guideline("breast"))
+    t = [f.truth for f in fields]
+    ratio = sum(int(x.her2[x.evaluable].sum()) for x in t) / sum(int(x.cep17[x.evaluable].sum()) for x in t)
+    assert r["group"] == 5 and abs(r["ratio"] - ratio) < 0.25   # each spot echoes in the other colour

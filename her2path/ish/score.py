@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
+from scipy.spatial import cKDTree
 
 from ..guidelines import Guideline, ish_group
 from ..optics import optical_density
@@ -14,6 +16,10 @@ from .spots import Blobs, copies_from_intensity, detect_blobs, single_reference
 BF_HEMATOXYLIN = (0.650, 0.704, 0.286)
 BF_SILVER = (0.58, 0.60, 0.55)          # black silver dots: HER2
 BF_RED = (0.10, 0.75, 0.55)             # Fast Red dots: CEP17
+BF_SILVER_OPAQUE = 1.0                  # silver OD above which no colour is left to read
+
+
+BLEED = 0.35   # a blob under this share of a co-located other-colour blob (in signal units) is bleed-through
 
 
 @dataclass
@@ -21,15 +27,23 @@ class FieldSignals:
     nuclei: IshNuclei
     her2: Blobs
     cep17: Blobs
+    diameter_px: float   # one signal's diameter: blobs of both colours closer than this are one place
 
 
 def brightfield_channels(rgb: np.ndarray) -> dict[str, np.ndarray]:
-    """Hematoxylin, silver (HER2) and red (CEP17) optical densities of a brightfield dual-ISH field."""
+    """Hematoxylin, silver (HER2) and red (CEP17) optical densities of a brightfield dual-ISH field.
+
+    Values are signed (noise is measured on them). Under dense silver the camera
+    is near black and the colour is lost, so the red image is blanked there
+    (``BF_SILVER_OPAQUE`` OD, plus one pixel): a cluster's edge is not taken for CEP17.
+    """
     m = np.array([BF_HEMATOXYLIN, BF_SILVER, BF_RED], float)
     m /= np.linalg.norm(m, axis=1, keepdims=True)
     conc = optical_density(rgb).reshape(-1, 3) @ np.linalg.inv(m).astype(np.float32)
     h, silver, red = (conc[:, i].reshape(rgb.shape[:2]) for i in range(3))
-    return {"nuclear": h, "her2": np.clip(silver, 0, None), "cep17": np.clip(red, 0, None)}
+    opaque = cv2.dilate((silver > BF_SILVER_OPAQUE).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    red[opaque] = np.median(red)
+    return {"nuclear": h, "her2": silver, "cep17": red}
 
 
 def analyse_field(channels: dict[str, np.ndarray], mpp: float, sigma_um: float, k_noise: float = 6.0) -> FieldSignals:
@@ -37,7 +51,7 @@ def analyse_field(channels: dict[str, np.ndarray], mpp: float, sigma_um: float, 
     nuclei = segment_nuclei(channels["nuclear"], mpp)
     mask = nuclei.labels > 0
     return FieldSignals(nuclei, detect_blobs(channels["her2"], mpp, sigma_um, k_noise, mask),
-                        detect_blobs(channels["cep17"], mpp, sigma_um, k_noise, mask))
+                        detect_blobs(channels["cep17"], mpp, sigma_um, k_noise, mask), 4 * sigma_um / mpp)
 
 
 def _owner(blobs: Blobs, labels: np.ndarray) -> np.ndarray:
@@ -56,17 +70,52 @@ def _counts(blobs: Blobs, copies: np.ndarray, labels: np.ndarray, n: int) -> np.
     return np.bincount(owner[inside] - 1, copies[inside], n).astype(int)
 
 
+def _pairs(f: FieldSignals) -> tuple[np.ndarray, np.ndarray]:
+    """(HER2 index, CEP17 index) of blobs of the two colours within one signal diameter."""
+    if len(f.her2.xy) == 0 or len(f.cep17.xy) == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    d, j = cKDTree(f.cep17.xy).query(f.her2.xy, distance_upper_bound=f.diameter_px)
+    i = np.flatnonzero(np.isfinite(d))
+    return i, j[i]
+
+
+def _copies(fields: list[FieldSignals], cluster_min: float, rounds: int = 3) -> tuple[dict, list]:
+    """Single-signal references and the copies of every blob, bleed-through removed.
+
+    One spot seen in both colours (channel cross-talk, or a JPEG composite's
+    shared chroma) is kept in the colour where it is bright and dropped in the
+    one where it is under ``BLEED`` of that, both in single-signal units. As
+    bleed-through can outnumber real signals, the references and the dropped
+    blobs are found together: each round takes the references from the
+    in-nucleus blobs still counted, then re-decides the pairs.
+    """
+    pairs = [_pairs(f) for f in fields]
+    inside = {p: [_owner(getattr(f, p), f.nuclei.labels) > 0 for f in fields] for p in ("her2", "cep17")}
+    counted = {p: [m.copy() for m in inside[p]] for p in inside}
+    for _ in range(rounds):
+        ref = {p: single_reference([getattr(f, p) for f in fields], counted[p]) for p in inside}
+        copies = []
+        for f, (i, j) in zip(fields, pairs):
+            h = copies_from_intensity(f.her2.integrated, ref["her2"], cluster_min)
+            c = copies_from_intensity(f.cep17.integrated, ref["cep17"], cluster_min)
+            if ref["her2"] > 0 and ref["cep17"] > 0:
+                uh, uc = f.her2.integrated[i] / ref["her2"], f.cep17.integrated[j] / ref["cep17"]
+                h[i[uh < BLEED * uc]] = 0
+                c[j[uc < BLEED * uh]] = 0
+            copies.append((h, c))
+        counted = {"her2": [m & (h > 0) for m, (h, _) in zip(inside["her2"], copies)],
+                   "cep17": [m & (c > 0) for m, (_, c) in zip(inside["cep17"], copies)]}
+    return ref, copies
+
+
 def count_case(fields: list[FieldSignals], guideline: Guideline, cluster_min: float = 2.5) -> dict:
     """Pool the fields: per-nucleus counts, case figures, group and call with reasons."""
-    ref = {p: single_reference([getattr(f, p) for f in fields],
-                               [_owner(getattr(f, p), f.nuclei.labels) > 0 for f in fields])
-           for p in ("her2", "cep17")}
+    ref, copies = _copies(fields, cluster_min)
     table = {k: [] for k in ("field", "x", "y", "her2", "cep17", "evaluable", "why_not")}
-    for i, f in enumerate(fields):
+    for i, (f, (hc, cc)) in enumerate(zip(fields, copies)):
         n = len(f.nuclei.xy)
-        h = _counts(f.her2, copies_from_intensity(f.her2.integrated, ref["her2"], cluster_min), f.nuclei.labels, n)
-        c = _counts(f.cep17, copies_from_intensity(f.cep17.integrated, ref["cep17"], cluster_min),
-                    f.nuclei.labels, n)
+        h = _counts(f.her2, hc, f.nuclei.labels, n)
+        c = _counts(f.cep17, cc, f.nuclei.labels, n)
         why = list(f.nuclei.why_not)
         for j in range(n):
             if not why[j] and (h[j] == 0 or c[j] == 0):

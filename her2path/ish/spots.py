@@ -41,8 +41,9 @@ def detect_blobs(img: np.ndarray, mpp: float, sigma_um: float, k_noise: float = 
     ref = dog[where]
     noise = 1.4826 * float(np.median(np.abs(ref - np.median(ref)))) + 1e-9
     # A top-hat is never negative: its median over signal-free pixels is the noise floor that
-    # would otherwise pile up over an integration region.
-    top = top - float(np.median(top[where]))
+    # would otherwise pile up over an integration region. Taken after a blur, so that 8-bit
+    # quantisation does not round the floor to a whole grey level.
+    top = top - float(np.median(cv2.GaussianBlur(top, (0, 0), s)[where]))
     thr = k_noise * noise
     fg = (dog > thr).astype(np.uint8)
     n, lab = cv2.connectedComponents(fg, connectivity=8)
@@ -79,10 +80,16 @@ def single_reference(blobs: list[Blobs], inside: list[np.ndarray]) -> float:
     return float(np.median(vals)) if len(vals) else 0.0
 
 
-def copies_from_intensity(integrated: np.ndarray, reference: float, cluster_min: float = 2.5) -> np.ndarray:
-    """Copies per blob: 1 below ``cluster_min`` references (a signal, or two touching same-size
-    signals, which count as one), else the rounded ratio (a cluster is estimated, not counted as one)."""
+def copies_from_intensity(integrated: np.ndarray, reference: float, cluster_min: float = 2.5,
+                          faint: float = 0.3) -> np.ndarray:
+    """Copies per blob from its light in single-signal ``reference`` units.
+
+    Below ``faint`` references: 0 (bleed-through of the other probe or dust, not a
+    signal); below ``cluster_min``: 1 (a signal, or two touching same-size signals,
+    which count as one); above: the rounded ratio (a cluster is estimated, not
+    counted as one).
+    """
     if reference <= 0:
         return np.ones(len(integrated), int)
     ratio = integrated / reference
-    return np.where(ratio < cluster_min, 1, np.round(ratio)).astype(int)
+    return np.where(ratio < faint, 0, np.where(ratio < cluster_min, 1, np.round(ratio))).astype(int)
