@@ -95,6 +95,55 @@ def cmd_ish(args) -> int:
     return 0
 
 
+def _print_case(result, out=None) -> None:
+    from rich.console import Console
+
+    c = Console()
+    sub = f" (HER2-{result.sub_label})" if result.sub_label else ""
+    c.print(f"[bold]HER2 {result.status}{sub}[/bold] by {result.guideline}")
+    for r in result.reasons:
+        c.print(f"  - {r}")
+    if result.next_step:
+        c.print(f"  [bold]next step:[/bold] {result.next_step}")
+    for f in result.flags:
+        c.print(f"  [yellow]review:[/yellow] {f}")
+    if out:
+        c.print(f"  outputs in {out}/ (result.json, ihc/, ish/)")
+    c.print("  research use only, not for diagnosis")
+
+
+def cmd_classify(args) -> int:
+    from .classify import classify
+    from .schema import IshFigures
+
+    figs = (args.ratio, args.her2_per_cell, args.cep17_per_cell)
+    ish = IshFigures(ratio=args.ratio, her2_per_cell=args.her2_per_cell, cep17_per_cell=args.cep17_per_cell,
+                     nuclei=args.nuclei) if any(v is not None for v in figs) else None
+    result = classify(args.ihc, ish, args.guideline)
+    if args.json:
+        _print_json(result.summary())
+    else:
+        _print_case(result)
+    return 0
+
+
+def cmd_case(args) -> int:
+    from .errors import InputError
+    from .io.fluorescence import parse_channels
+    from .pipeline.case import run_case
+
+    if not args.ihc and not args.ish:
+        raise InputError("a case needs an IHC slide (--ihc) and/or ISH fields (--ish)", fix="give --ihc and/or --ish")
+    result = run_case(args.ihc, args.ish, args.out, args.guideline, parse_channels(args.channels),
+                      args.brightfield, args.mpp, args.ish_mpp, workers=args.workers,
+                      progress=not args.json and sys.stderr.isatty())
+    if args.json:
+        _print_json(result.summary())
+    else:
+        _print_case(result, args.out)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .pipeline.demo import run_demo
 
@@ -134,6 +183,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="folder for result.json, nuclei.csv and overlay PNGs")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_ish)
+
+    s = sub.add_parser("classify", help="HER2 status from an IHC score and/or ISH figures, by guideline")
+    s.add_argument("--ihc", help="IHC score: 0, 1+, 2+, 3+ (or no-call)")
+    s.add_argument("--ratio", type=float, help="ISH HER2/CEP17 ratio")
+    s.add_argument("--her2-per-cell", type=float, help="mean HER2 signals per nucleus")
+    s.add_argument("--cep17-per-cell", type=float, help="mean CEP17 signals per nucleus")
+    s.add_argument("--nuclei", type=int, help="evaluable nuclei counted (below 20: no call)")
+    s.add_argument("--guideline", default="breast", help="breast (default), gastric or gastric-biopsy")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_classify)
+
+    s = sub.add_parser("case", help="one case end to end: IHC slide and/or ISH fields -> HER2 status")
+    s.add_argument("--ihc", help="IHC slide or image")
+    s.add_argument("--ish", nargs="+", help="ISH field images (or folders) of the same case")
+    s.add_argument("--mpp", type=float, help="IHC level-0 pixel size in um/px (overrides metadata)")
+    s.add_argument("--ish-mpp", type=float, help="ISH field pixel size in um/px (overrides metadata)")
+    s.add_argument("--channels", help="channel order of multichannel ISH TIFFs (default her2,cep17,dapi)")
+    s.add_argument("--brightfield", action="store_true", help="the ISH is brightfield dual ISH")
+    s.add_argument("--guideline", default="breast", help="breast (default), gastric or gastric-biopsy")
+    s.add_argument("--workers", type=int, default=None, help="worker processes for the IHC slide")
+    s.add_argument("--out", help="folder for result.json, ihc/ and ish/")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_case)
 
     s = sub.add_parser("demo", help="build the embedded sample case and run every stage on it")
     s.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")

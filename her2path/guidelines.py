@@ -68,11 +68,52 @@ class IshTable(_Strict):
     her2_high: float = Field(6.0, gt=0)
 
 
+IHC_KEYS = (*CLASSES, "none", "no-call")
+ISH_KEYS = {"groups": ("1", "2", "3", "4", "5", "none", "no-call"),
+            "ratio": ("positive", "negative", "none", "no-call")}
+Status = Literal["positive", "negative", "equivocal", "needs-ish", "needs-ihc", "no-call"]
+
+
+class StatusRule(_Strict):
+    ihc: list[str] | Literal["any"]
+    ish: list[str] | Literal["any"]
+    status: Status
+    text: str
+    next_step: str | None = None
+
+    def matches(self, ihc: str, ish: str) -> bool:
+        return (self.ihc == "any" or ihc in self.ihc) and (self.ish == "any" or ish in self.ish)
+
+
+class StatusTable(_Strict):
+    low_sub_labels: bool = False
+    rules: list[StatusRule] = Field(min_length=1)
+
+
 class Guideline(_Strict):
     name: str
     title: str
     ihc: IhcTable
     ish: IshTable
+    status: StatusTable
+
+    @model_validator(mode="after")
+    def _status_complete(self) -> "Guideline":
+        ish_keys = ISH_KEYS[self.ish.scheme]
+        for rule in self.status.rules:
+            for field, allowed in (("ihc", IHC_KEYS), ("ish", ish_keys)):
+                bad = [v for v in getattr(rule, field) if v not in allowed] if getattr(rule, field) != "any" else []
+                if bad:
+                    raise ValueError(f"status rule '{rule.text}': {field} value(s) {bad} not in {list(allowed)}")
+        missing = [(i, s) for i in IHC_KEYS for s in ish_keys
+                   if not any(r.matches(i, s) for r in self.status.rules)]
+        if missing:
+            raise ValueError(f"status rules give no status for (ihc, ish) = {missing[:4]}")
+        return self
+
+    def status_rule(self, ihc: str, ish: str) -> StatusRule:
+        """The first status row that holds for an IHC key and an ISH key."""
+        return next(r for r in self.status.rules if r.matches(ihc, ish))
 
 
 class IhcDecision(_Strict):

@@ -168,3 +168,38 @@ class IshResult(Model):
 
     def summary(self) -> dict:
         return self.model_dump(mode="json", exclude={"table"})
+
+
+class IshFigures(Model):
+    """ISH case figures given by hand (``her2path classify``) instead of counted fields."""
+
+    her2_per_cell: float | None = None
+    cep17_per_cell: float | None = None
+    ratio: float | None = None
+    nuclei: int | None = None          # evaluable nuclei counted, when known
+
+
+class CaseResult(Model):
+    """The HER2 status of one case from its IHC and/or ISH, with the rule that fired."""
+
+    schema_version: str = SCHEMA_VERSION
+    kind: str = "case"
+    case_id: str | None = None
+    status: str                        # positive, negative, equivocal, needs-ish, needs-ihc, no-call
+    sub_label: str | None              # null, ultralow, low (negative cases, breast) or None
+    reasons: list[str]
+    next_step: str | None
+    flags: list[str]                   # what a reviewer should look at
+    guideline: str
+    ihc_score: str | None
+    ish_group: int | None
+    ish_call: str | None
+    ratio: float | None
+    her2_per_cell: float | None
+    cep17_per_cell: float | None
+    ihc: dict | None = None            # IhcResult.summary() when IHC was scored
+    ish: dict | None = None            # IshResult.summary() when ISH was counted
+    software: str
+
+    def summary(self) -> dict:
+        return self.model_dump(mode="json", exclude={"ihc", "ish"})
