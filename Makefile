@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ test: setup
 
 bench: setup
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
-	for b in tiling_memory ihc_accuracy ihc_speed ish_accuracy; do $(PY) -m benchmarks.$$b || exit 1; done
+	for b in tiling_memory ihc_accuracy ihc_speed ish_accuracy tile_model; do $(PY) -m benchmarks.$$b || exit 1; done
+
+# The default tile model: generator tiles (seed 0), trained by our own `her2path train`.
+model: setup
+	$(PY) -m her2path.synthetic.tiles benchmarks/.cache/tiles/train --n 2400 --seed 0
+	$(VENV)/bin/her2path train benchmarks/.cache/tiles/train --out models/tile_model.pt --epochs 12 --seed 0 --restart
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

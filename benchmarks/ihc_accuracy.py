@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from her2path.classify.metrics import qwk
 from her2path.io.writers import write_image
 from her2path.pipeline.ihc_slide import score_ihc
 from her2path.synthetic.ihc import IhcFieldSpec, StainVectors, jitter_stains, preset, render_ihc_field
@@ -58,18 +59,6 @@ def field_specs(which: str):
             out.append((f"artefact {art}", preset(s, seed=base + 600 + 10 * a + k, artefacts=(art,), **size),
                         ".png"))
     return out
-
-
-def qwk(a, b, k=4) -> float:
-    """Quadratic weighted kappa between two integer label arrays 0..k-1."""
-    a, b = np.asarray(a), np.asarray(b)
-    if len(a) == 0:
-        return float("nan")
-    o = np.zeros((k, k))
-    np.add.at(o, (a, b), 1)
-    w = np.subtract.outer(np.arange(k), np.arange(k)) ** 2 / (k - 1) ** 2
-    e = np.outer(o.sum(1), o.sum(0)) / o.sum()
-    return float(1 - (w * o).sum() / max((w * e).sum(), 1e-12))
 
 
 def evaluate_field(spec, suffix, folder: Path, workers: int) -> dict:

@@ -109,11 +109,19 @@ class IhcConfig(_Section):
     membrane: MembraneConfig = MembraneConfig()
 
 
+class TileModelConfig(_Section):
+    enabled: bool = Field(True, description="run the learned tile model as a second opinion")
+    path: str | None = Field(None, description="weights file (None: models/tile_model.pt)")
+    min_tumour_cells: int = Field(20, ge=1, description="tiles with fewer tumour cells are not compared")
+    min_tissue_fraction: float = Field(0.1, ge=0, le=1, description="model patches with less tissue are skipped")
+
+
 class Settings(_Section):
     tiling: TilingConfig = TilingConfig()
     tissue: TissueConfig = TissueConfig()
     io: IoConfig = IoConfig()
     ihc: IhcConfig = IhcConfig()
+    tile_model: TileModelConfig = TileModelConfig()
 
     def digest(self) -> str:
         """sha256 of the settings as canonical JSON (for provenance)."""

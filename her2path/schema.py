@@ -97,6 +97,10 @@ class TileResult(Model):
     score: str | None              # tile score by the guideline (None without tumour cells)
     defocus_fraction: float        # fraction of the tile judged out of focus
     noise_od: float                # DAB noise of the tile
+    model_score: str | None = None         # the tile model's score (None: not run, or no tissue patch)
+    model_probability: list[float] | None = None   # its probabilities for 0, 1+, 2+, 3+
+    flagged: bool = False          # model and measurement disagree: review this tile
+    near_cutoff: bool = False      # the tile's deciding percentage lies near a cut-off
 
 
 class IhcResult(Model):
@@ -117,6 +121,7 @@ class IhcResult(Model):
     reasons: list[str]
     near_cutoff: bool
     warnings: list[str]
+    flagged_tiles: list[int]       # tiles where the tile model disagrees with the measurement
     stains: StainInfo
     width: int                     # level-0 px of the input
     height: int

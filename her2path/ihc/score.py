@@ -80,8 +80,9 @@ def core_cells(tc: TileCells, margin_px: float, size_px: float) -> TileCells:
     return tc.subset(keep)
 
 
-def tile_score(classes, xy_um, guideline: Guideline) -> str | None:
-    """The guideline score of one tile's tumour cells (None without tumour cells)."""
+def tile_score(classes, xy_um, guideline: Guideline) -> tuple[str | None, bool]:
+    """(guideline score, near a cut-off) of one tile's tumour cells ((None, False) without any)."""
     if len(classes) == 0:
-        return None
-    return ihc_decision(classes, xy_um, guideline).score
+        return None, False
+    d = ihc_decision(classes, xy_um, guideline)
+    return d.score, d.near_cutoff

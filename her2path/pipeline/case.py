@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..classify import classify
+from ..config import load_settings
 from ..io import open_image
 from ..io.fluorescence import DEFAULT_CHANNELS
 from ..io.writers import atomic_write_bytes
@@ -16,7 +17,7 @@ from .outputs import write_ihc_outputs
 def run_case(ihc=None, ish=None, out: str | Path | None = None, guideline: str = "breast",
              channels=DEFAULT_CHANNELS, brightfield: bool = False, mpp: float | None = None,
              ish_mpp: float | None = None, case_id: str | None = None, workers: int | None = None,
-             progress: bool = False) -> CaseResult:
+             progress: bool = False, config: str | Path | None = None) -> CaseResult:
     """Score the IHC slide, count the ISH fields, classify; with ``out``: ihc/, ish/ and result.json.
 
     ``result.json`` is written last (atomically), so its presence marks a finished case.
@@ -25,7 +26,8 @@ def run_case(ihc=None, ish=None, out: str | Path | None = None, guideline: str =
     ihc_result = ish_result = None
     if ihc:
         with open_image(ihc, mpp=mpp) as slide:
-            ihc_result = score_ihc(slide, guideline=guideline, workers=workers, progress=progress)
+            ihc_result = score_ihc(slide, guideline=guideline, workers=workers, progress=progress,
+                                   settings=load_settings(config) if config else None)
             if out:
                 write_ihc_outputs(ihc_result, slide, out / "ihc")
     if ish:

@@ -74,16 +74,33 @@ def _init_worker(source, mpp, grid, stains, settings, guideline, white, single_t
 
         cv2.setNumThreads(1)
     slide = source if isinstance(source, SlideImage) else open_image(source, mpp=mpp)
-    _W.update(slide=slide, grid=grid, stains=stains, settings=settings, guideline=guideline, white=white)
+    _W.update(slide=slide, grid=grid, stains=stains, settings=settings, guideline=guideline, white=white,
+              model=None)
+    if settings.tile_model.enabled:
+        import torch
+
+        from ..classify.model import load_model
+
+        if single_thread:
+            torch.set_num_threads(1)
+        _W["model"] = load_model(settings.tile_model.path)[0]
 
 
-def _tile_job(index: int) -> tuple[int, TileCells]:
+def _tile_job(index: int) -> tuple[int, TileCells, np.ndarray | None]:
+    """Cells of one tile and, when the tile model is on, its class probabilities for the tile core."""
     slide, grid, settings = _W["slide"], _W["grid"], _W["settings"]
     tile = grid.tiles[index]
     margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
     rgb = _read_with_margin(slide, tile, grid.mpp, margin)
-    tc = analyze_tile(rgb, grid.mpp, _W["stains"], settings.ihc, _W["guideline"], float(np.mean(_W["white"])))
-    return index, core_cells(tc, margin, tile.size)
+    white = float(np.mean(_W["white"]))
+    tc = analyze_tile(rgb, grid.mpp, _W["stains"], settings.ihc, _W["guideline"], white)
+    probs = None
+    if _W["model"] is not None:
+        from ..classify.model import tile_probabilities
+
+        core = rgb[margin:margin + tile.size, margin:margin + tile.size]
+        probs = tile_probabilities(_W["model"], core, grid.mpp, settings.tile_model.min_tissue_fraction, white)
+    return index, core_cells(tc, margin, tile.size), probs
 
 
 @contextmanager
@@ -104,11 +121,12 @@ def _single_threaded_children():
 
 
 def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, guideline, white,
-               workers: int, progress: bool):
+               workers: int, progress):
     args = (source, slide.mpp_or_none, grid, stains, settings, guideline, white)
     n = len(grid.tiles)
     bar = None
-    if progress:
+    report = progress if callable(progress) else None
+    if progress and not report:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
         from rich.console import Console
 
@@ -116,7 +134,7 @@ def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, guid
                        TimeRemainingColumn(), console=Console(stderr=True), transient=True)
         bar.start()
         task = bar.add_task("tiles", total=n)
-    results: list[TileCells | None] = [None] * n
+    results: list[tuple[TileCells, np.ndarray | None] | None] = [None] * n
     try:
         if workers <= 1 or n <= 2:
             _init_worker(slide, *args[1:])
@@ -131,10 +149,12 @@ def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, guid
             with _single_threaded_children():
                 pool = ctx.Pool(workers, initializer=_init_worker, initargs=(src, *args[1:], True))
             jobs = pool.imap(_tile_job, range(n), chunksize=1)
-        for index, tc in jobs:
-            results[index] = tc
+        for index, tc, probs in jobs:
+            results[index] = (tc, probs)
             if bar:
                 bar.advance(task)
+            if report:
+                report(sum(r is not None for r in results), n)
         if pool:
             pool.close()
             pool.join()
@@ -147,7 +167,7 @@ def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, guid
 
 def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "breast",
               settings: Settings | None = None, workers: int | None = None,
-              progress: bool = False) -> IhcResult:
+              progress=False) -> IhcResult:
     """Score an IHC slide or image.
 
     Parameters
@@ -159,6 +179,8 @@ def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "bre
         ``breast``, ``gastric`` or ``gastric-biopsy``.
     workers : int, optional
         Worker processes (default: up to 4, one per CPU).
+    progress : bool or callable
+        True: a progress bar on stderr; a callable is called as ``progress(done, total)`` per tile.
 
     Returns
     -------
@@ -190,7 +212,12 @@ def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "bre
 
 
 def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) -> IhcResult:
-    """Turn per-tile cells into the slide result (coordinates in level-0 px)."""
+    """Turn per-tile cells (and tile-model probabilities) into the slide result (level-0 px)."""
+    model_sha = None
+    if settings.tile_model.enabled:
+        from ..classify.model import DEFAULT_MODEL, file_digest
+
+        model_sha = file_digest(settings.tile_model.path or DEFAULT_MODEL)
     k = grid.mpp / scan_mpp
     margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
     cols = {name: [] for name in ("x", "y", "cls", "completeness", "intensity", "cytoplasm", "basolateral",
@@ -199,7 +226,8 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) ->
     excluded = 0
     no_dab = True
     noise = []
-    for i, (tile, tc) in enumerate(zip(grid.tiles, results)):
+    flagged = []
+    for i, (tile, (tc, probs)) in enumerate(zip(grid.tiles, results)):
         x0 = tile.x + (tc.xy[:, 0] - margin) * k
         y0 = tile.y + (tc.xy[:, 1] - margin) * k
         keep = tc.tumour & ~tc.excluded
@@ -220,12 +248,19 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) ->
             noise.append(tc.noise_od)
         cls = tc.cls[keep]
         xy_um = np.c_[x0[keep], y0[keep]] * scan_mpp
+        measured, near = tile_score(cls, xy_um, table)
+        model_score = CLASSES[int(np.argmax(probs))] if probs is not None else None
+        flag = bool(model_score and measured and model_score != measured
+                    and keep.sum() >= settings.tile_model.min_tumour_cells)
+        if flag:
+            flagged.append(i)
         tiles.append(TileResult(
             index=i, col=tile.col, row=tile.row, x=tile.x, y=tile.y, width=tile.width0, height=tile.height0,
             tumour_cells=int(keep.sum()), non_tumour_cells=int((~tc.tumour).sum()),
             counts={c: int((cls == c).sum()) for c in CLASSES},
-            score=tile_score(cls, xy_um, table), defocus_fraction=round(tc.defocus_fraction, 4),
-            noise_od=round(tc.noise_od, 5)))
+            score=measured, defocus_fraction=round(tc.defocus_fraction, 4), noise_od=round(tc.noise_od, 5),
+            model_score=model_score, flagged=flag, near_cutoff=near,
+            model_probability=[round(float(v), 4) for v in probs] if probs is not None else None))
     xy_um = np.c_[cols["x"], cols["y"]] * scan_mpp if cols["x"] else np.zeros((0, 2))
     decision = ihc_decision(cols["cls"], xy_um, table)
     warnings = []
@@ -245,6 +280,10 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) ->
                         "consider rescanning")
     if stains.source.startswith("fallback: estimate"):
         warnings.append(f"stain vectors not estimated ({stains.source[10:]}); defaults used")
+    if flagged:
+        warnings.append(f"{len(flagged)} of {sum(t.tumour_cells >= settings.tile_model.min_tumour_cells for t in tiles)}"
+                        " tiles where the tile model's score differs from the measured one: review them "
+                        "(flagged tiles)")
     reasons = [decision.reason]
     if decision.near_cutoff:
         reasons.append("near a cut-off: the deciding percentage is within "
@@ -254,14 +293,14 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) ->
         score=decision.score, sub_label=decision.sub_label, percent_cells=decision.percent,
         counts=decision.counts, tumour_cells=n, non_tumour_cells=len(non_tumour),
         excluded_cells=excluded, guideline=table.name, mpp=grid.mpp, scan_mpp=scan_mpp,
-        reasons=reasons, near_cutoff=decision.near_cutoff, warnings=warnings,
+        reasons=reasons, near_cutoff=decision.near_cutoff, warnings=warnings, flagged_tiles=flagged,
         stains=StainInfo(hematoxylin=tuple(round(v, 4) for v in stains.hematoxylin),
                          dab=tuple(round(v, 4) for v in stains.dab), source=stains.source),
         width=w, height=h, tiles=tiles, cells=CellTable(**cols), non_tumour_xy=non_tumour,
         provenance=Provenance(
             software=f"her2path {__version__}", config_sha256=settings.digest(),
             guideline_sha256=_digest_model(table), input_path=str(slide.path), input_sha256=digest,
-            mpp_used=grid.mpp),
+            mpp_used=grid.mpp, model_sha256=model_sha),
     )
 
 

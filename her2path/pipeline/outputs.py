@@ -145,12 +145,13 @@ def heatmap(result: IhcResult, slide: SlideImage, path: str | Path, max_px: int 
     return write_image(path, out)
 
 
-def overlay_tile(result: IhcResult, slide: SlideImage, tile_index: int, path: str | Path) -> Path:
-    """One tile at the analysis mpp with every tumour cell outlined in its class colour and the
-    non-tumour nuclei marked grey."""
+def tile_views(result: IhcResult, slide: SlideImage, tile_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(plain, overlay) RGB of one tile at the analysis mpp: every tumour cell outlined in its class
+    colour, non-tumour nuclei marked grey, and a legend."""
     t = result.tiles[tile_index]
     size = int(round(t.width * result.scan_mpp / result.mpp))
-    rgb = slide.read_at_mpp(t.x, t.y, size, size, result.mpp).copy()
+    plain = slide.read_at_mpp(t.x, t.y, size, size, result.mpp)
+    rgb = plain.copy()
     k = result.scan_mpp / result.mpp                     # analysis px per level-0 px
     c = result.cells
     sel = [i for i, ti in enumerate(c.tile) if ti == tile_index]
@@ -164,12 +165,36 @@ def overlay_tile(result: IhcResult, slide: SlideImage, tile_index: int, path: st
     counts = ", ".join(f"{cl}: {t.counts[cl]}" for cl in CLASS_RGB)
     _legend(rgb, [(f"tile {tile_index} score {t.score}  ({counts})", None)]
             + [(f"{cl}", CLASS_RGB[cl]) for cl in CLASS_RGB] + [("non-tumour", NON_TUMOUR_RGB)])
-    return write_image(path, rgb)
+    return plain, rgb
+
+
+def overlay_tile(result: IhcResult, slide: SlideImage, tile_index: int, path: str | Path) -> Path:
+    """The overlay view of one tile as a PNG."""
+    return write_image(path, tile_views(result, slide, tile_index)[1])
+
+
+def review_tiles(result: IhcResult, limit: int = 48, min_cells: int = 5) -> list[int]:
+    """Tiles a reviewer should see, most important first: flagged by the tile model, near a
+    cut-off, then the most tumour cells."""
+    tiles = [t for t in result.tiles if t.tumour_cells >= min_cells]
+    tiles.sort(key=lambda t: (not t.flagged, not t.near_cutoff, -t.tumour_cells, t.index))
+    return [t.index for t in tiles[:limit]]
+
+
+def write_review_tiles(result: IhcResult, slide: SlideImage, folder: Path) -> list[int]:
+    """tiles/tile_N.jpg (plain) and tile_N_cells.jpg (cell overlay) for the review tiles."""
+    folder.mkdir(parents=True, exist_ok=True)
+    chosen = review_tiles(result)
+    for i in chosen:
+        plain, over = tile_views(result, slide, i)
+        write_image(folder / f"tile_{i:04d}.jpg", plain, result.mpp, quality=88)
+        write_image(folder / f"tile_{i:04d}_cells.jpg", over, result.mpp, quality=88)
+    return chosen
 
 
 def representative_tiles(result: IhcResult, per_class: int = 2) -> list[int]:
-    """Tiles that show each class best (most cells of it), flagged tiles first, no repeats."""
-    chosen: list[int] = []
+    """Tiles the tile model disagrees with (first), then those showing each class best; no repeats."""
+    chosen: list[int] = list(result.flagged_tiles[:per_class * 4])
     for cl in ("3+", "2+", "1+", "0"):
         ranked = sorted((t for t in result.tiles if t.counts[cl] > 0), key=lambda t: (-t.counts[cl], t.index))
         for t in ranked[:per_class]:
@@ -179,7 +204,8 @@ def representative_tiles(result: IhcResult, per_class: int = 2) -> list[int]:
 
 
 def write_ihc_outputs(result: IhcResult, slide: SlideImage, out: str | Path) -> dict[str, Path]:
-    """result.json, cells.csv, cells.geojson, heatmap.png and overlays/tile_N.png in ``out``."""
+    """result.json, cells.csv, cells.geojson, heatmap.png, overlays/tile_N.png (representative
+    tiles) and tiles/ (plain and overlay JPEGs of the tiles to review) in ``out``."""
     out = Path(out)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     files = {
@@ -190,4 +216,5 @@ def write_ihc_outputs(result: IhcResult, slide: SlideImage, out: str | Path) -> 
     }
     for i in representative_tiles(result):
         files[f"overlay_{i}"] = overlay_tile(result, slide, i, out / "overlays" / f"tile_{i:04d}.png")
+    write_review_tiles(result, slide, out / "tiles")
     return files

@@ -90,6 +90,7 @@ class IhcFieldSpec:
     basolateral_fraction: float = 0.0  # fraction of 3+ cells drawn with a U-shaped membrane
     tissue_mask: np.ndarray | None = None   # bool on a grid covering the field; None: all tissue
     guideline: str = "breast"
+    dab_scale: float = 1.0             # antibody/chromogen strength of a lab (membrane DAB x this)
 
     def __post_init__(self):
         unknown = set(self.artefacts) - set(ARTEFACTS)
@@ -263,7 +264,7 @@ def render_ihc_field(spec: IhcFieldSpec) -> IhcField:
     ripple = 1 + 0.12 * np.sin(5 * theta + phase[idx] * 3)
     dab = np.zeros(shape, np.float32)
     profile = np.exp(-0.5 * (dist_um[has] / 0.45) ** 2)
-    dab[has] = intensity[idx] * on * ripple * profile
+    dab[has] = spec.dab_scale * intensity[idx] * on * ripple * profile
     hem = np.zeros(shape, np.float32)
     hem[has] = 0.05 + 0.015 * profile  # cytoplasm and a thin counterstained membrane
 
