@@ -40,11 +40,13 @@ def cmd_info(args) -> int:
 
 def cmd_ihc(args) -> int:
     from .io import open_image
+    from .config import load_settings
     from .pipeline.ihc_slide import score_ihc
     from .pipeline.outputs import write_ihc_outputs
 
     with open_image(args.input, mpp=args.mpp) as slide:
         result = score_ihc(slide, guideline=args.guideline, workers=args.workers,
+                           settings=load_settings(args.config) if args.config else None,
                            progress=not args.json and sys.stderr.isatty())
         if args.out:
             write_ihc_outputs(result, slide, args.out)
@@ -135,12 +137,115 @@ def cmd_case(args) -> int:
     if not args.ihc and not args.ish:
         raise InputError("a case needs an IHC slide (--ihc) and/or ISH fields (--ish)", fix="give --ihc and/or --ish")
     result = run_case(args.ihc, args.ish, args.out, args.guideline, parse_channels(args.channels),
-                      args.brightfield, args.mpp, args.ish_mpp, workers=args.workers,
+                      args.brightfield, args.mpp, args.ish_mpp, workers=args.workers, config=args.config,
                       progress=not args.json and sys.stderr.isatty())
     if args.json:
         _print_json(result.summary())
     else:
         _print_case(result, args.out)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .classify.train import train
+
+    m = train(args.dataset, args.out, epochs=args.epochs, device=args.device, seed=args.seed, batch=args.batch,
+              lr=args.lr, init=args.init, resume=not args.restart, progress=sys.stderr.isatty())
+    print(f"best epoch {m['epoch']}: validation QWK {m['val']['qwk']:.3f}, accuracy {m['val']['accuracy']:.3f} "
+          f"on {m['val_tiles']} tiles; model {args.out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .classify.train import confusion_png, evaluate
+
+    m = evaluate(args.dataset, args.model, args.device)
+    if args.out:
+        confusion_png(m["confusion"], Path(args.out), f"{args.dataset}: QWK {m['qwk']:.3f}")
+    if args.json:
+        _print_json(m)
+        return 0
+    print(f"{m['n']} tiles: accuracy {m['accuracy']:.3f}, QWK {m['qwk']:.3f}")
+    print("confusion (rows truth 0/1+/2+/3+, columns model):")
+    for row in m["confusion"]:
+        print("  " + " ".join(f"{v:5d}" for v in row))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from .classify.calibrate import calibrate
+
+    r = calibrate(args.dataset, args.out, args.config, args.guideline)
+    if args.json:
+        _print_json(r)
+        return 0
+    b, a = r["before"], r["after"]
+    print(f"{r['tiles']} tiles: tile-score agreement {b['accuracy']:.3f} -> {a['accuracy']:.3f} "
+          f"(QWK {b['qwk']:.3f} -> {a['qwk']:.3f}); cut-offs {r['cutoffs']}")
+    print(f"wrote {args.out}: use it with `her2path ihc SLIDE --config {args.out}`")
+    return 0
+
+
+def cmd_batch(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .io.fluorescence import parse_channels
+    from .pipeline.batch import BatchOptions, run_batch
+
+    options = BatchOptions(args.guideline, args.config, parse_channels(args.channels), args.brightfield)
+    res = run_batch(args.folder, args.out, workers=args.workers, scheduler=args.scheduler, manifest=args.manifest,
+                    options=options, force=args.force, progress=sys.stderr.isatty())
+    c = Console()
+    table = Table("case", "state", "status", "IHC", "ISH group", "ratio", "time (s)", "error",
+                  title=f"her2path batch: {args.out} ({res.seconds:.0f} s)")
+    for r in res.rows:
+        skipped = r["case_id"] in res.skipped
+        table.add_row(r["case_id"], "skipped (done)" if skipped else r["state"], r["status"] or "", r["score"] or "",
+                      str(r["ish_group"] or ""), f"{r['ratio']:.2f}" if r["ratio"] is not None else "",
+                      f"{r['seconds']:.1f}", r["error"] or "")
+    c.print(table)
+    for n in res.notes:
+        c.print(f"  note: {n}")
+    done = sum(r["state"] == "done" for r in res.rows)
+    c.print(f"{done} done ({len(res.skipped)} skipped as already done), {len(res.failed)} failed; "
+            f"summary.csv, results.sqlite and cases/ in {args.out}. Research use only, not for diagnosis.")
+    if res.failed:
+        print(f"her2path: {len(res.failed)} case(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_review(args) -> int:
+    import ipaddress
+    import secrets
+
+    import uvicorn
+
+    from .errors import InputError
+    from .review.app import create_app, find_case_dirs
+
+    out = Path(args.folder)
+    if not find_case_dirs(out):
+        raise InputError("no case results here (cases/*/result.json or result.json)", out,
+                         "give the --out folder of `her2path batch` or `her2path case`")
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    token = args.token or (None if loopback else secrets.token_urlsafe(18))
+    url = f"http://{args.host}:{args.port}/" + (f"?token={token}" if token else "")
+    print(f"her2path review of {out} at {url}  (research use only, not for diagnosis; Ctrl-C stops)")
+    uvicorn.run(create_app(out, token), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_review_export(args) -> int:
+    from .review.export import export_dataset
+
+    counts = export_dataset(args.folder, args.dataset)
+    print(f"exported {sum(counts.values())} reviewed tiles to {args.dataset} ({counts}); "
+          f"train with `her2path train {args.dataset} --out MODEL`")
     return 0
 
 
@@ -170,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mpp", type=float, help="level-0 pixel size in um/px (overrides metadata)")
     s.add_argument("--guideline", default="breast", help="breast (default), gastric or gastric-biopsy")
     s.add_argument("--out", help="folder for result.json, cells.csv, cells.geojson, heatmap and overlays")
+    s.add_argument("--config", help="settings YAML (default: configs/default.yaml; see her2path calibrate)")
     s.add_argument("--workers", type=int, default=None, help="worker processes (default: up to 4)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_ihc)
@@ -183,6 +289,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="folder for result.json, nuclei.csv and overlay PNGs")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_ish)
+
+    s = sub.add_parser("batch", help="every case of a folder, resumable, local workers or a Dask cluster")
+    s.add_argument("folder", help="folder of slides / case folders (or the base of --manifest paths)")
+    s.add_argument("--out", required=True, help="output folder: cases/, summary.csv, results.sqlite")
+    s.add_argument("--workers", type=int, default=1, help="local worker processes, one case each")
+    s.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786) to run the cases on")
+    s.add_argument("--manifest", help="CSV with columns case_id,ihc,ish (ISH paths separated by ;)")
+    s.add_argument("--force", action="store_true", help="redo cases already done")
+    s.add_argument("--guideline", default="breast", help="breast (default), gastric or gastric-biopsy")
+    s.add_argument("--config", help="settings YAML (default: configs/default.yaml)")
+    s.add_argument("--channels", help="channel order of multichannel ISH TIFFs (default her2,cep17,dapi)")
+    s.add_argument("--brightfield", action="store_true", help="the ISH fields are brightfield dual ISH")
+    s.set_defaults(func=cmd_batch)
+
+    s = sub.add_parser("review", help="review scored tiles in the browser (local web server)")
+    s.add_argument("folder", help="output folder of her2path batch (or of one case)")
+    s.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--token", help="access token (generated and printed when --host is not loopback)")
+    s.set_defaults(func=cmd_review)
+
+    s = sub.add_parser("review-export", help="write the reviewed tiles as a training dataset")
+    s.add_argument("folder", help="the reviewed output folder")
+    s.add_argument("--dataset", required=True, help="folder to write (class folders + labels.csv)")
+    s.set_defaults(func=cmd_review_export)
 
     s = sub.add_parser("classify", help="HER2 status from an IHC score and/or ISH figures, by guideline")
     s.add_argument("--ihc", help="IHC score: 0, 1+, 2+, 3+ (or no-call)")
@@ -204,8 +335,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--guideline", default="breast", help="breast (default), gastric or gastric-biopsy")
     s.add_argument("--workers", type=int, default=None, help="worker processes for the IHC slide")
     s.add_argument("--out", help="folder for result.json, ihc/ and ish/")
+    s.add_argument("--config", help="settings YAML (default: configs/default.yaml)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_case)
+
+    s = sub.add_parser("train", help="train the tile model on an annotated tile dataset")
+    s.add_argument("dataset", help="class folders 0/ 1+/ 2+/ 3+/, a path,label CSV, BCI-style names or a review export")
+    s.add_argument("--out", required=True, help="model file to write (.pt)")
+    s.add_argument("--epochs", type=int, default=30)
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch", type=int, default=32)
+    s.add_argument("--lr", type=float, default=3e-3)
+    s.add_argument("--init", help="start from this model (retraining on a lab's tiles)")
+    s.add_argument("--restart", action="store_true", help="ignore an existing checkpoint instead of resuming")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="accuracy, QWK and confusion of a tile model on a dataset")
+    s.add_argument("dataset")
+    s.add_argument("--model", help="model file (default: models/tile_model.pt)")
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    s.add_argument("--out", help="write the confusion matrix PNG here")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("calibrate", help="fit the per-cell membrane cut-offs to annotated tiles; write a config")
+    s.add_argument("dataset", help="annotated tiles (same layouts as train)")
+    s.add_argument("--out", required=True, help="config YAML to write")
+    s.add_argument("--config", help="config to start from (default: configs/default.yaml)")
+    s.add_argument("--guideline", default="breast", help="breast (default), gastric or gastric-biopsy")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_calibrate)
 
     s = sub.add_parser("demo", help="build the embedded sample case and run every stage on it")
     s.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")

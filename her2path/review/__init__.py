@@ -1,0 +1,1 @@
+"""QA review of scored tiles in the browser: FastAPI app, SQLite decision store, export."""

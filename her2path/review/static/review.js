@@ -1,0 +1,134 @@
+// her2path review: case list and case view. No framework, no network beyond this server.
+"use strict";
+const her2path = (() => {
+  const csrf = document.querySelector('meta[name="csrf"]').content;
+  const who = document.getElementById("reviewer");
+  who.value = localStorage.getItem("her2path.reviewer") || "reviewer";
+  who.addEventListener("change", () => localStorage.setItem("her2path.reviewer", who.value.trim() || "reviewer"));
+  const cls = (s) => ({"0": "s0", "1+": "s1", "2+": "s2", "3+": "s3"}[s] || "");
+  const esc = (t) => String(t ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
+
+  function toast(text, err) {
+    let t = document.getElementById("toast");
+    if (!t) { t = document.createElement("div"); t.id = "toast"; document.body.appendChild(t); }
+    t.textContent = text; t.className = "show" + (err ? " err" : "");
+    clearTimeout(t._h); t._h = setTimeout(() => (t.className = ""), 1600);
+  }
+
+  async function api(path, body) {
+    const opt = body ? {method: "POST", headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
+                        body: JSON.stringify(body)} : {};
+    const r = await fetch(path, opt);
+    const data = await r.json();
+    if (!r.ok) throw new Error(typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail));
+    return data;
+  }
+
+  async function caseList() {
+    const cases = await api("/api/cases");
+    const table = document.getElementById("case-table");
+    table.className = "cases";
+    table.innerHTML = "<tr><th>case</th><th>status</th><th>IHC</th><th>ISH</th><th>flags</th><th>review</th></tr>" +
+      cases.map((c) => `<tr data-case="${esc(c.case_id)}"><td><a href="/case/${encodeURIComponent(c.case_id)}">${esc(c.case_id)}</a></td>
+        <td><span class="badge st-${esc(c.status)}">${esc(c.status)}</span> ${c.sub_label ? "HER2-" + esc(c.sub_label) : ""}</td>
+        <td>${c.ihc_score ? `<span class="badge ${cls(c.ihc_score)}">${esc(c.ihc_score)}</span>` : "-"}</td>
+        <td>${c.ish_group ? "group " + c.ish_group : c.ratio != null ? "ratio " + c.ratio.toFixed(2) : "-"}</td>
+        <td>${c.flagged_tiles ? `<span class="flag">&#9873; ${c.flagged_tiles} tiles</span>` : ""} ${c.near_cutoff ? "near cut-off" : ""}</td>
+        <td>${c.signoff ? `signed off: ${esc(c.signoff.value)} by ${esc(c.signoff.reviewer)}` : c.tiles_reviewed ? c.tiles_reviewed + " tiles reviewed" : '<span class="muted">not reviewed</span>'}</td></tr>`).join("");
+    table.querySelectorAll("tr[data-case]").forEach((tr) =>
+      tr.addEventListener("click", () => (location.href = "/case/" + encodeURIComponent(tr.dataset.case))));
+  }
+
+  async function caseView() {
+    const root = document.getElementById("case");
+    const id = root.dataset.case;
+    let data = await api("/api/cases/" + encodeURIComponent(id));
+    let filter = "all", cells = true, sel = 0;
+    const c = data.case;
+    root.innerHTML = `<h1>${esc(id)} <span class="badge st-${esc(c.status)}">HER2 ${esc(c.status)}</span>
+      ${c.sub_label ? `<span class="badge" style="background:#555">HER2-${esc(c.sub_label)}</span>` : ""}</h1>
+      <div class="layout"><aside>
+        <div class="panel"><h2>Slide</h2>
+          ${data.ihc ? `<div>IHC <span class="badge ${cls(data.ihc.score)}">${esc(data.ihc.score)}</span> on ${data.ihc.tumour_cells} tumour cells:
+            ${Object.entries(data.ihc.percent_cells).map(([k, v]) => `${esc(k)} ${v.toFixed(1)}%`).join(", ")}</div>` : "<div>no IHC</div>"}
+          <ul class="reasons">${c.reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul>
+          ${c.next_step ? `<div><b>Next step:</b> ${esc(c.next_step)}</div>` : ""}
+          ${c.flags.length ? `<ul class="reasons">${c.flags.map((f) => `<li class="flag">${esc(f)}</li>`).join("")}</ul>` : ""}
+          ${data.heatmap ? `<img id="heatmap" alt="heatmap" src="/files/${encodeURIComponent(id)}/heatmap.png">` : ""}</div>
+        <div class="panel signoff"><h2>Sign-off</h2><div id="signoff-state"></div>
+          <button id="accept-slide">Accept ${data.ihc ? "IHC " + esc(data.ihc.score) : "result"}</button>
+          <div style="margin-top:10px">Override IHC score: <select id="override-score">
+            <option>0</option><option>1+</option><option>2+</option><option>3+</option></select>
+          <textarea id="override-comment" placeholder="comment (required to override)"></textarea>
+          <button class="alt" id="override-slide">Override</button></div></div>
+      </aside><section>
+        <div class="toolbar" id="filters"></div>
+        <div class="grid" id="grid"></div></section></div>`;
+    const filters = [["all", "All"], ["flagged", "Flagged"], ["0", "0"], ["1+", "1+"], ["2+", "2+"], ["3+", "3+"]];
+    const bar = document.getElementById("filters");
+    bar.innerHTML = filters.map(([k, t]) => `<button data-f="${k}">${t}</button>`).join("") +
+      `<label><input type="checkbox" id="cells" checked> cell overlay <kbd>c</kbd></label>` +
+      `<span class="keys"><kbd>0</kbd>-<kbd>3</kbd> score &middot; <kbd>a</kbd> accept &middot; <kbd>&larr;</kbd><kbd>&rarr;</kbd><kbd>&uarr;</kbd><kbd>&darr;</kbd> move</span>`;
+    bar.querySelectorAll("button").forEach((b) => b.addEventListener("click", () => { filter = b.dataset.f; sel = 0; draw(); }));
+    document.getElementById("cells").addEventListener("change", (e) => { cells = e.target.checked; draw(); });
+
+    const visible = () => data.tiles.filter((t) => filter === "all" || (filter === "flagged" ? t.flagged : t.score === filter));
+    function drawSignoff() {
+      const s = data.signoff;
+      document.getElementById("signoff-state").innerHTML = s
+        ? `<p>Signed off <b>${s.value === "accept" ? "accepted" : "overridden to " + esc(s.value)}</b> by ${esc(s.reviewer)} at ${esc(s.at)}${s.comment ? ": " + esc(s.comment) : ""}</p>`
+        : '<p class="muted">not signed off</p>';
+    }
+    function draw() {
+      bar.querySelectorAll("button").forEach((b) => b.classList.toggle("on", b.dataset.f === filter));
+      const tiles = visible();
+      sel = Math.max(0, Math.min(sel, tiles.length - 1));
+      document.getElementById("grid").innerHTML = tiles.map((t, i) => {
+        const d = t.decision;
+        const shown = d ? (d.value === "accept" ? t.score : d.value) : null;
+        return `<div class="tile${i === sel ? " sel" : ""}${d ? " reviewed" : ""}" data-i="${i}" data-tile="${t.index}">
+          <img loading="lazy" alt="tile ${t.index}" src="/files/${encodeURIComponent(id)}/tiles/${t.index}.jpg${cells ? "?cells=true" : ""}">
+          <div class="meta">#${t.index} <span class="badge ${cls(t.score)}" title="measured">${esc(t.score)}</span>
+            ${t.model_score ? `model <span class="badge ${cls(t.model_score)}">${esc(t.model_score)}</span>` : ""}
+            ${t.flagged ? '<span class="flag" title="tile model disagrees">&#9873;</span>' : ""}
+            ${t.near_cutoff ? '<span class="near">near cut-off</span>' : ""}
+            <span class="muted">${t.tumour_cells} cells</span>
+            <span class="done">${d ? (d.value === "accept" ? "&#10003; accepted" : "&#10003; set " + esc(shown)) : ""}</span></div></div>`;
+      }).join("") || '<p class="muted">no tiles in this view</p>';
+      document.querySelectorAll(".tile").forEach((el) => el.addEventListener("click", () => { sel = +el.dataset.i; draw(); }));
+      const cur = document.querySelector(".tile.sel");
+      if (cur) cur.scrollIntoView({block: "nearest"});
+      drawSignoff();
+    }
+    async function decide(value) {
+      const t = visible()[sel];
+      if (!t) return;
+      try {
+        t.decision = await api(`/api/cases/${encodeURIComponent(id)}/tiles/${t.index}`, {value, reviewer: who.value || "reviewer"});
+        toast(`tile ${t.index}: ${value === "accept" ? "accepted " + t.score : value}`);
+        sel = Math.min(sel + 1, visible().length - 1);
+        draw();
+      } catch (e) { toast(e.message, true); }
+    }
+    async function signoff(value, comment) {
+      try {
+        data.signoff = await api(`/api/cases/${encodeURIComponent(id)}/signoff`, {value, reviewer: who.value || "reviewer", comment});
+        toast("case signed off"); drawSignoff();
+      } catch (e) { toast(e.message, true); }
+    }
+    document.getElementById("accept-slide").addEventListener("click", () => signoff("accept", null));
+    document.getElementById("override-slide").addEventListener("click", () =>
+      signoff(document.getElementById("override-score").value, document.getElementById("override-comment").value));
+    document.addEventListener("keydown", (e) => {
+      if (e.target.closest("input, textarea, select")) return;
+      const cols = Math.max(1, Math.round(document.getElementById("grid").clientWidth / 240));
+      const moves = {ArrowRight: 1, ArrowLeft: -1, ArrowDown: cols, ArrowUp: -cols};
+      if (e.key in moves) { sel = Math.max(0, Math.min(visible().length - 1, sel + moves[e.key])); draw(); e.preventDefault(); }
+      else if (["0", "1", "2", "3"].includes(e.key)) decide(e.key === "0" ? "0" : e.key + "+");
+      else if (e.key === "a") decide("accept");
+      else if (e.key === "c") { cells = !cells; document.getElementById("cells").checked = cells; draw(); }
+    });
+    draw();
+  }
+  return {caseList, caseView};
+})();
