@@ -374,10 +374,10 @@ def _run_local(todo, out, options, run_id, config_sha, workers, db, bars) -> Non
     ctx = mp.get_context("spawn")
     manager = ctx.Manager() if bars else None
     q = manager.Queue() if manager else None
-    with _single_threaded_children():
+    with _single_threaded_children():     # workers start at the first submit: inside, they get 1 BLAS thread
         pool = ProcessPoolExecutor(workers, mp_context=ctx)
-    try:
         pending = {pool.submit(run_one, s, str(out), options, run_id, config_sha, q): s for s in todo}
+    try:
         while pending:
             done, _ = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
             if bars:
