@@ -23,7 +23,7 @@ test: setup
 
 bench: setup
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
-	for b in tiling_memory ihc_accuracy ihc_speed ish_accuracy tile_model; do $(PY) -m benchmarks.$$b || exit 1; done
+	for b in tiling_memory ihc_accuracy ihc_speed ish_accuracy tile_model batch_speed; do $(PY) -m benchmarks.$$b || exit 1; done
 
 # The default tile model: generator tiles (seed 0), trained by our own `her2path train`.
 model: setup

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import platform
-import resource
 import time
 from pathlib import Path
 
@@ -12,23 +11,10 @@ from rich.console import Console
 from rich.table import Table
 from scipy.spatial import cKDTree
 
+from her2path.pipeline.batch import peak_rss_mib  # noqa: F401  (re-exported for the benchmarks)
+
 RESULTS = Path(__file__).parent / "results"
 CACHE = Path(__file__).parent / ".cache"
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, MiB.
-
-    Read from VmHWM in /proc: ``getrusage``'s ru_maxrss survives exec, so a child
-    started by a process that used more memory would report its parent's peak.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 class Timer:

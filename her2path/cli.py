@@ -57,20 +57,27 @@ def cmd_ihc(args) -> int:
     return 0
 
 
-def _print_ihc(result, out) -> None:
+def _say(headline: str, items: list[str], marked: list[tuple[str, str]], out_note: str | None = None) -> None:
+    """A result for people: headline, bullet reasons, marked lines (warnings...), where the files are."""
     from rich.console import Console
 
     c = Console()
-    pct = "  ".join(f"{k}: {v:.1f}%" for k, v in result.percent_cells.items())
-    c.print(f"[bold]HER2 IHC {result.score}[/bold] ({result.sub_label}) by {result.guideline}: "
-            f"{result.tumour_cells} tumour cells ({pct}); {result.non_tumour_cells} non-tumour cells")
-    for r in result.reasons:
+    c.print(headline)
+    for r in items:
         c.print(f"  - {r}")
-    for w in result.warnings:
-        c.print(f"  [yellow]warning:[/yellow] {w}")
-    if out:
-        c.print(f"  outputs in {out}/ (result.json, cells.csv, cells.geojson, heatmap.png, overlays/)")
+    for label, text in marked:
+        c.print(f"  [yellow]{label}:[/yellow] {text}")
+    if out_note:
+        c.print(f"  outputs in {out_note}")
     c.print("  research use only, not for diagnosis")
+
+
+def _print_ihc(result, out) -> None:
+    pct = "  ".join(f"{k}: {v:.1f}%" for k, v in result.percent_cells.items())
+    _say(f"[bold]HER2 IHC {result.score}[/bold] ({result.sub_label}) by {result.guideline}: "
+         f"{result.tumour_cells} tumour cells ({pct}); {result.non_tumour_cells} non-tumour cells",
+         result.reasons, [("warning", w) for w in result.warnings],
+         f"{out}/ (result.json, cells.csv, cells.geojson, heatmap.png, overlays/, tiles/)" if out else None)
 
 
 def cmd_ish(args) -> int:
@@ -82,36 +89,21 @@ def cmd_ish(args) -> int:
     if args.json:
         _print_json(result.summary())
         return 0
-    from rich.console import Console
-
-    c = Console()
     figs = (f"ratio {result.ratio}, HER2 {result.her2_per_cell}/cell, CEP17 {result.cep17_per_cell}/cell"
             if result.ratio is not None else "no figures")
-    c.print(f"[bold]ISH {result.call}[/bold] (group {result.group}) by {result.guideline}: "
-            f"{result.nuclei} evaluable nuclei; {figs}")
-    for r in result.reasons + ([f"next step: {result.next_step}"] if result.next_step else []):
-        c.print(f"  - {r}")
-    for w in result.warnings:
-        c.print(f"  [yellow]warning:[/yellow] {w}")
-    c.print("  research use only, not for diagnosis")
+    _say(f"[bold]ISH {result.call}[/bold] (group {result.group}) by {result.guideline}: "
+         f"{result.nuclei} evaluable nuclei; {figs}",
+         result.reasons + ([f"next step: {result.next_step}"] if result.next_step else []),
+         [("warning", w) for w in result.warnings],
+         f"{args.out}/ (result.json, nuclei.csv, overlay_N.png)" if args.out else None)
     return 0
 
 
 def _print_case(result, out=None) -> None:
-    from rich.console import Console
-
-    c = Console()
     sub = f" (HER2-{result.sub_label})" if result.sub_label else ""
-    c.print(f"[bold]HER2 {result.status}{sub}[/bold] by {result.guideline}")
-    for r in result.reasons:
-        c.print(f"  - {r}")
-    if result.next_step:
-        c.print(f"  [bold]next step:[/bold] {result.next_step}")
-    for f in result.flags:
-        c.print(f"  [yellow]review:[/yellow] {f}")
-    if out:
-        c.print(f"  outputs in {out}/ (result.json, ihc/, ish/)")
-    c.print("  research use only, not for diagnosis")
+    _say(f"[bold]HER2 {result.status}{sub}[/bold] by {result.guideline}", result.reasons,
+         ([("next step", result.next_step)] if result.next_step else []) + [("review", f) for f in result.flags],
+         f"{out}/ (result.json, ihc/, ish/)" if out else None)
 
 
 def cmd_classify(args) -> int:

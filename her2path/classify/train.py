@@ -160,7 +160,8 @@ def train(dataset: str | Path, out: str | Path, epochs: int = 30, device: str = 
                                      "val_accuracy": val["accuracy"], "train_seconds": train_s})
             meta = {"software": f"her2path {__version__}", "tile_px": TILE_PX, "tile_mpp": TILE_MPP,
                     "classes": list(CLASSES), "dataset": str(dataset), "tiles": len(ts), "train_tiles": len(tr),
-                    "val_tiles": len(va), "seed": seed, "epoch": ep + 1, "val": val, "init": str(init) if init else None}
+                    "val_tiles": len(va), "seed": seed, "epoch": ep + 1, "val": val,
+                    "init": str(init) if init else None}
             if improved:
                 state.update(best_qwk=val["qwk"], stale=0, best=meta)
                 save_model(model, out, meta)

@@ -207,7 +207,12 @@ def inputs_digest(spec: CaseSpec) -> str:
 # -- one case (runs in a worker process or on a Dask worker) --------------------
 
 
-def _peak_rss_mib() -> float:
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, MiB (VmHWM; 0 where /proc is missing).
+
+    Not ``getrusage``: its ru_maxrss survives exec, so a child started by a
+    bigger process would report its parent's peak.
+    """
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -253,7 +258,7 @@ def run_one(spec: CaseSpec, out: str, options: BatchOptions, run_id: str, config
     if rec.state == "failed":
         shutil.rmtree(partial, ignore_errors=True)
     rec.finished, rec.seconds = _stamp(), round(time.perf_counter() - t0, 3)
-    rec.peak_rss_mib = round(_peak_rss_mib(), 1)
+    rec.peak_rss_mib = round(peak_rss_mib(), 1)
     return rec
 
 
@@ -274,7 +279,8 @@ class ResultsDB:
     def __init__(self, path: Path):
         self.con = sqlite3.connect(path, timeout=30)
         self.con.execute("PRAGMA journal_mode=WAL")
-        self.con.execute(f"CREATE TABLE IF NOT EXISTS cases ({', '.join(c + (' TEXT PRIMARY KEY' if c == 'case_id' else '') for c in COLUMNS)})")
+        cols = ", ".join(c + (" TEXT PRIMARY KEY" if c == "case_id" else "") for c in COLUMNS)
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS cases ({cols})")
         self.con.commit()
 
     def get(self, case_id: str) -> dict | None:
@@ -284,7 +290,8 @@ class ResultsDB:
     def put(self, rec: Record) -> None:
         values = asdict(rec)
         with self.con:
-            self.con.execute(f"INSERT OR REPLACE INTO cases ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+            self.con.execute(f"INSERT OR REPLACE INTO cases ({', '.join(COLUMNS)}) "
+                             f"VALUES ({', '.join('?' * len(COLUMNS))})",
                              [values[c] for c in COLUMNS])
 
     def rows(self, ids: list[str]) -> list[dict]:

@@ -281,7 +281,8 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) ->
     if stains.source.startswith("fallback: estimate"):
         warnings.append(f"stain vectors not estimated ({stains.source[10:]}); defaults used")
     if flagged:
-        warnings.append(f"{len(flagged)} of {sum(t.tumour_cells >= settings.tile_model.min_tumour_cells for t in tiles)}"
+        compared = sum(t.tumour_cells >= settings.tile_model.min_tumour_cells for t in tiles)
+        warnings.append(f"{len(flagged)} of {compared}"
                         " tiles where the tile model's score differs from the measured one: review them "
                         "(flagged tiles)")
     reasons = [decision.reason]
