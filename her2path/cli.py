@@ -130,6 +130,7 @@ def cmd_case(args) -> int:
         raise InputError("a case needs an IHC slide (--ihc) and/or ISH fields (--ish)", fix="give --ihc and/or --ish")
     result = run_case(args.ihc, args.ish, args.out, args.guideline, parse_channels(args.channels),
                       args.brightfield, args.mpp, args.ish_mpp, workers=args.workers, config=args.config,
+                      case_id=Path(args.out).name if args.out else None,
                       progress=not args.json and sys.stderr.isatty())
     if args.json:
         _print_json(result.summary())

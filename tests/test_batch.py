@@ -140,3 +140,17 @@ def test_manifest_and_report(tmp_path, batch_dir, clean_run):
     html = (ref / "cases" / "case01" / "report.html").read_text()
     assert "Research use only, not for diagnosis" in html and "http://" not in html and "https://" not in html
     assert "data:image/jpeg;base64" in html and "Counted nuclei" in html and "Provenance" in html
+
+
+def test_fluorescence_is_told_from_brightfield_without_reading_slides(tmp_path, monkeypatch):
+    import numpy as np
+
+    from her2path.pipeline import batch
+
+    dark = (np.random.default_rng(0).random((3, 256, 256)) * 4000).astype(np.uint16)   # a CYX FISH stack
+    write_image(tmp_path / "fish.tif", dark, 0.1)
+    bright = np.full((256, 256, 3), 230, np.uint8)
+    write_image(tmp_path / "ihc.png", bright, 0.5)
+    assert batch._is_fluorescence(tmp_path / "fish.tif") and not batch._is_fluorescence(tmp_path / "ihc.png")
+    monkeypatch.setattr(batch, "MAX_FIELD_VALUES", 1000)        # as if it were a whole-slide TIFF
+    assert not batch._is_fluorescence(tmp_path / "fish.tif")

@@ -43,6 +43,7 @@ from .ihc_slide import _single_threaded_children, file_sha256
 IMAGE_SUFFIXES = {".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".tif", ".tiff", ".png", ".jpg",
                   ".jpeg", ".dcm", ".svslide"}
 ISH_FOLDERS = {"ish", "fish", "cish", "sish"}
+MAX_FIELD_VALUES = 64 * 2**20       # an ISH field is a camera frame: bigger images are slides
 COLUMNS = ("case_id", "state", "status", "sub_label", "score", "ish_group", "ratio", "next_step", "error",
            "input_sha256", "config_sha256", "model_sha256", "software", "started", "finished", "seconds",
            "peak_rss_mib", "inputs")
@@ -114,6 +115,15 @@ def _is_fluorescence(path: Path) -> bool:
     fmt = sniff_format(path)
     if fmt not in ("png", "jpeg", "tiff", "generic-tiff"):
         return False
+    if "tiff" in fmt:   # look at the size first: a tiled whole-slide TIFF is not read whole
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tf:
+                if np.prod(tf.pages[0].shape) > MAX_FIELD_VALUES:
+                    return False
+        except Exception:
+            return False
     try:
         data, _ = read_plain(path, "tiff" if "tiff" in fmt else fmt)
     except Exception:
