@@ -154,3 +154,28 @@ def test_fluorescence_is_told_from_brightfield_without_reading_slides(tmp_path, 
     assert batch._is_fluorescence(tmp_path / "fish.tif") and not batch._is_fluorescence(tmp_path / "ihc.png")
     monkeypatch.setattr(batch, "MAX_FIELD_VALUES", 1000)        # as if it were a whole-slide TIFF
     assert not batch._is_fluorescence(tmp_path / "fish.tif")
+
+
+def crash_on_bad(spec, out, options, run_id, config_sha, q):
+    """Stands in for run_one in a worker: the case 'bad' kills its process, the others finish."""
+    from her2path.pipeline.batch import Record
+
+    if spec.case_id == "bad":
+        os._exit(1)
+    d = Path(out) / "cases" / f".{spec.case_id}.{run_id}.partial"
+    d.mkdir(parents=True)
+    (d / "result.json").write_text("{}")
+    return Record(spec.case_id, "done", "", partial=str(d))
+
+
+def test_a_case_that_kills_its_worker_fails_alone(tmp_path):
+    from her2path.pipeline.batch import BatchOptions, CaseSpec, ResultsDB, _run_local
+
+    specs = [CaseSpec(f"c{i}", ihc="x.svs") for i in range(4)] + [CaseSpec("bad", ihc="x.svs")]
+    (tmp_path / "cases").mkdir()
+    db = ResultsDB(tmp_path / "results.sqlite")
+    _run_local(specs, tmp_path, BatchOptions(), "r1", "cfg", 2, db, None, work=crash_on_bad)
+    rows = {r["case_id"]: r for r in db.rows([s.case_id for s in specs])}
+    assert rows["bad"]["state"] == "failed" and "worker process died" in rows["bad"]["error"]
+    assert all(rows[f"c{i}"]["state"] == "done" for i in range(4))
+    assert sorted(p.name for p in (tmp_path / "cases").iterdir()) == [f"c{i}" for i in range(4)]

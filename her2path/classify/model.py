@@ -67,7 +67,8 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> tuple[Til
     try:
         blob = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
-        raise InputError("model file not found", path, "train one with `her2path train` or use models/tile_model.pt")
+        raise InputError("model file not found", path,
+                         "train one with `her2path train` or use models/tile_model.pt") from None
     except Exception:
         raise InputError("not a her2path tile model", path, "give a .pt file written by `her2path train`") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:

@@ -29,6 +29,7 @@ import sqlite3
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -385,15 +386,39 @@ def run_batch(folder, out, workers: int = 1, scheduler: str | None = None, manif
     return BatchResult(out, rows, skipped, notes, time.perf_counter() - t0)
 
 
-def _run_local(todo, out, options, run_id, config_sha, workers, db, bars) -> None:
+def _run_local(todo, out, options, run_id, config_sha, workers, db, bars, work=None) -> None:
+    """Cases in spawned worker processes. A worker that dies (killed for memory, a crash in a
+    native library) breaks the pool: the cases it took down are rerun one at a time in a fresh
+    process, so that only the case that kills its worker fails."""
     if not todo:
         return
+    work = work or run_one
     ctx = mp.get_context("spawn")
     manager = ctx.Manager() if bars else None
     q = manager.Queue() if manager else None
+    suspects = _pool_pass(todo, workers, work, ctx, q, out, options, run_id, config_sha, db, bars)
+    try:
+        for spec in suspects:
+            again = _pool_pass([spec], 1, work, ctx, q, out, options, run_id, config_sha, db, bars)
+            if again:
+                rec = Record(spec.case_id, "failed", ";".join(([spec.ihc] if spec.ihc else []) + list(spec.ish)),
+                             error=f"cases/{spec.case_id}: the worker process died on this case (out of memory "
+                                   "or a crash in a native library). Fix: check the input, or run it alone",
+                             input_sha256=inputs_digest(spec), config_sha256=config_sha)
+                _commit(rec, out, db)
+                if bars:
+                    bars.case_done(rec)
+    finally:
+        if manager:
+            manager.shutdown()
+
+
+def _pool_pass(specs, workers, work, ctx, q, out, options, run_id, config_sha, db, bars) -> list[CaseSpec]:
+    """Run ``specs`` in one pool and commit what finishes; returns the cases lost to a broken pool."""
+    lost = []
     with _single_threaded_children():     # workers start at the first submit: inside, they get 1 BLAS thread
         pool = ProcessPoolExecutor(workers, mp_context=ctx)
-        pending = {pool.submit(run_one, s, str(out), options, run_id, config_sha, q): s for s in todo}
+        pending = {pool.submit(work, s, str(out), options, run_id, config_sha, q): s for s in specs}
     try:
         while pending:
             done, _ = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
@@ -403,16 +428,15 @@ def _run_local(todo, out, options, run_id, config_sha, workers, db, bars) -> Non
                 spec = pending.pop(f)
                 try:
                     rec = f.result()
-                except Exception as exc:       # the worker process died (e.g. out of memory)
-                    rec = Record(spec.case_id, "failed", spec.ihc or "", error=f"worker died: {exc}",
-                                 input_sha256=inputs_digest(spec), config_sha256=config_sha)
+                except BrokenProcessPool:
+                    lost.append(spec)
+                    continue
                 _commit(rec, out, db)
                 if bars:
                     bars.case_done(rec)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        if manager:
-            manager.shutdown()
+    return lost
 
 
 def _run_dask(todo, out, options, run_id, config_sha, scheduler, db, bars) -> None:
