@@ -248,6 +248,22 @@ def cmd_demo(args) -> int:
     return run_demo(Path(args.out))
 
 
+OPTIONS = {   # options several commands share: one wording, one default
+    "guideline": (("--guideline",), {"default": "breast", "help": "breast (default), gastric or gastric-biopsy"}),
+    "config": (("--config",), {"help": "settings YAML (default: configs/default.yaml; see her2path calibrate)"}),
+    "channels": (("--channels",), {"help": "channel order of multichannel ISH TIFFs (default her2,cep17,dapi)"}),
+    "brightfield": (("--brightfield",), {"action": "store_true",
+                                         "help": "brightfield dual ISH (black HER2, red CEP17 dots)"}),
+    "json": (("--json",), {"action": "store_true", "help": "print one JSON object"}),
+}
+
+
+def _options(parser, *names) -> None:
+    for n in names:
+        flags, kwargs = OPTIONS[n]
+        parser.add_argument(*flags, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="her2path",
@@ -260,27 +276,22 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("info", help="format, size, pyramid levels and mpp of a slide or image")
     s.add_argument("input", help="slide or image file")
     s.add_argument("--mpp", type=float, help="level-0 pixel size in um/px (overrides metadata)")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
+    _options(s, "json")
     s.set_defaults(func=cmd_info)
 
     s = sub.add_parser("ihc", help="score HER2 IHC on a slide or image (0, 1+, 2+, 3+)")
     s.add_argument("input", help="slide or image file")
     s.add_argument("--mpp", type=float, help="level-0 pixel size in um/px (overrides metadata)")
-    s.add_argument("--guideline", default="breast", help="breast (default), gastric or gastric-biopsy")
+    _options(s, "guideline", "config", "json")
     s.add_argument("--out", help="folder for result.json, cells.csv, cells.geojson, heatmap and overlays")
-    s.add_argument("--config", help="settings YAML (default: configs/default.yaml; see her2path calibrate)")
     s.add_argument("--workers", type=int, default=None, help="worker processes (default: up to 4)")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_ihc)
 
     s = sub.add_parser("ish", help="count ERBB2/CEP17 per nucleus in FISH or dual-ISH fields of one case")
     s.add_argument("inputs", nargs="+", help="field images (or folders of them) of one case")
-    s.add_argument("--channels", help="channel order of multichannel TIFFs (default her2,cep17,dapi)")
-    s.add_argument("--brightfield", action="store_true", help="brightfield dual ISH (black HER2, red CEP17)")
+    _options(s, "guideline", "channels", "brightfield", "json")
     s.add_argument("--mpp", type=float, help="pixel size in um/px (overrides metadata)")
-    s.add_argument("--guideline", default="breast", help="breast (default), gastric or gastric-biopsy")
     s.add_argument("--out", help="folder for result.json, nuclei.csv and overlay PNGs")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_ish)
 
     s = sub.add_parser("batch", help="every case of a folder, resumable, local workers or a Dask cluster")
@@ -290,10 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786) to run the cases on")
     s.add_argument("--manifest", help="CSV with columns case_id,ihc,ish (ISH paths separated by ;)")
     s.add_argument("--force", action="store_true", help="redo cases already done")
-    s.add_argument("--guideline", default="breast", help="breast (default), gastric or gastric-biopsy")
-    s.add_argument("--config", help="settings YAML (default: configs/default.yaml)")
-    s.add_argument("--channels", help="channel order of multichannel ISH TIFFs (default her2,cep17,dapi)")
-    s.add_argument("--brightfield", action="store_true", help="the ISH fields are brightfield dual ISH")
+    _options(s, "guideline", "config", "channels", "brightfield")
     s.set_defaults(func=cmd_batch)
 
     s = sub.add_parser("review", help="review scored tiles in the browser (local web server)")
@@ -314,8 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--her2-per-cell", type=float, help="mean HER2 signals per nucleus")
     s.add_argument("--cep17-per-cell", type=float, help="mean CEP17 signals per nucleus")
     s.add_argument("--nuclei", type=int, help="evaluable nuclei counted (below 20: no call)")
-    s.add_argument("--guideline", default="breast", help="breast (default), gastric or gastric-biopsy")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
+    _options(s, "guideline", "json")
     s.set_defaults(func=cmd_classify)
 
     s = sub.add_parser("case", help="one case end to end: IHC slide and/or ISH fields -> HER2 status")
@@ -323,13 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ish", nargs="+", help="ISH field images (or folders) of the same case")
     s.add_argument("--mpp", type=float, help="IHC level-0 pixel size in um/px (overrides metadata)")
     s.add_argument("--ish-mpp", type=float, help="ISH field pixel size in um/px (overrides metadata)")
-    s.add_argument("--channels", help="channel order of multichannel ISH TIFFs (default her2,cep17,dapi)")
-    s.add_argument("--brightfield", action="store_true", help="the ISH is brightfield dual ISH")
-    s.add_argument("--guideline", default="breast", help="breast (default), gastric or gastric-biopsy")
+    _options(s, "guideline", "config", "channels", "brightfield", "json")
     s.add_argument("--workers", type=int, default=None, help="worker processes for the IHC slide")
     s.add_argument("--out", help="folder for result.json, ihc/ and ish/")
-    s.add_argument("--config", help="settings YAML (default: configs/default.yaml)")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_case)
 
     s = sub.add_parser("train", help="train the tile model on an annotated tile dataset")
@@ -349,15 +352,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="model file (default: models/tile_model.pt)")
     s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     s.add_argument("--out", help="write the confusion matrix PNG here")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
+    _options(s, "json")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("calibrate", help="fit the per-cell membrane cut-offs to annotated tiles; write a config")
     s.add_argument("dataset", help="annotated tiles (same layouts as train)")
     s.add_argument("--out", required=True, help="config YAML to write")
     s.add_argument("--config", help="config to start from (default: configs/default.yaml)")
-    s.add_argument("--guideline", default="breast", help="breast (default), gastric or gastric-biopsy")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
+    _options(s, "guideline", "json")
     s.set_defaults(func=cmd_calibrate)
 
     s = sub.add_parser("demo", help="build the embedded sample case and run every stage on it")
