@@ -33,7 +33,8 @@ const her2path = (() => {
         <td><span class="badge st-${esc(c.status)}">${esc(c.status)}</span> ${c.sub_label ? "HER2-" + esc(c.sub_label) : ""}</td>
         <td>${c.ihc_score ? `<span class="badge ${cls(c.ihc_score)}">${esc(c.ihc_score)}</span>` : "-"}</td>
         <td>${c.ish_group ? "group " + c.ish_group : c.ratio != null ? "ratio " + c.ratio.toFixed(2) : "-"}</td>
-        <td>${c.flagged_tiles ? `<span class="flag">&#9873; ${c.flagged_tiles} tiles</span>` : ""} ${c.near_cutoff ? "near cut-off" : ""}</td>
+        <td>${[c.flagged_tiles ? `<span class="flag" title="tiles where the tile model disagrees">&#9873; ${c.flagged_tiles} flagged tiles</span>` : "",
+              c.near_cutoff ? "slide near a cut-off" : ""].filter(Boolean).join(" &middot; ")}</td>
         <td>${c.signoff ? `signed off: ${esc(c.signoff.value)} by ${esc(c.signoff.reviewer)}` : c.tiles_reviewed ? c.tiles_reviewed + " tiles reviewed" : '<span class="muted">not reviewed</span>'}</td></tr>`).join("");
     table.querySelectorAll("tr[data-case]").forEach((tr) =>
       tr.addEventListener("click", () => (location.href = "/case/" + encodeURIComponent(tr.dataset.case))));
