@@ -19,7 +19,8 @@ BF_RED = (0.10, 0.75, 0.55)             # Fast Red dots: CEP17
 BF_SILVER_OPAQUE = 1.0                  # silver OD above which no colour is left to read
 
 
-BLEED = 0.35   # a blob under this share of a co-located other-colour blob (in signal units) is bleed-through
+BLEED = 0.35        # a blob under this share of a co-located other-colour blob (signal units) is bleed-through
+BLEED_JPEG = 0.7    # JPEG composites share chroma between 2x2 pixels: a green spot echoes at ~0.4-0.6 in red
 
 
 @dataclass
@@ -28,6 +29,7 @@ class FieldSignals:
     her2: Blobs
     cep17: Blobs
     diameter_px: float   # one signal's diameter: blobs of both colours closer than this are one place
+    bleed: float = BLEED  # share under which a co-located blob is taken for the other colour's echo
 
 
 def brightfield_channels(rgb: np.ndarray) -> dict[str, np.ndarray]:
@@ -84,7 +86,8 @@ def _copies(fields: list[FieldSignals], cluster_min: float, rounds: int = 3) -> 
 
     One spot seen in both colours (channel cross-talk, or a JPEG composite's
     shared chroma) is kept in the colour where it is bright and dropped in the
-    one where it is under ``BLEED`` of that, both in single-signal units. As
+    one where it is under ``bleed`` of that (``BLEED``; ``BLEED_JPEG`` for JPEG
+    composites), both in single-signal units. As
     bleed-through can outnumber real signals, the references and the dropped
     blobs are found together: each round takes the references from the
     in-nucleus blobs still counted, then re-decides the pairs.
@@ -100,8 +103,8 @@ def _copies(fields: list[FieldSignals], cluster_min: float, rounds: int = 3) -> 
             c = copies_from_intensity(f.cep17.integrated, ref["cep17"], cluster_min)
             if ref["her2"] > 0 and ref["cep17"] > 0:
                 uh, uc = f.her2.integrated[i] / ref["her2"], f.cep17.integrated[j] / ref["cep17"]
-                h[i[uh < BLEED * uc]] = 0
-                c[j[uc < BLEED * uh]] = 0
+                h[i[uh < f.bleed * uc]] = 0
+                c[j[uc < f.bleed * uh]] = 0
             copies.append((h, c))
         counted = {"her2": [m & (h > 0) for m, (h, _) in zip(inside["her2"], copies)],
                    "cep17": [m & (c > 0) for m, (_, c) in zip(inside["cep17"], copies)]}

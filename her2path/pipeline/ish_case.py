@@ -13,9 +13,9 @@ from ..config import load_settings
 from ..errors import InputError, MppError
 from ..guidelines import Guideline, load_guideline
 from ..io.fluorescence import DEFAULT_CHANNELS, read_fluorescence
-from ..io.slide import MPP_FIX, open_image
+from ..io.slide import MPP_FIX, open_image, sniff_format
 from ..io.writers import atomic_write_bytes, write_image
-from ..ish.score import analyse_field, brightfield_channels, count_case
+from ..ish.score import BLEED_JPEG, analyse_field, brightfield_channels, count_case
 from ..schema import IshResult, NucleusTable, Provenance
 from .ihc_slide import _digest_model, file_sha256
 
@@ -63,6 +63,8 @@ def count_ish(inputs, channels=DEFAULT_CHANNELS, mpp: float | None = None, brigh
     for p in paths:
         ch, m, view = _load(p, channels, mpp, brightfield)
         sig = analyse_field(ch, m, sigma)
+        if not brightfield and sniff_format(p) == "jpeg":
+            sig.bleed = BLEED_JPEG     # lossy shared chroma: each spot echoes in the other colour
         if len(sig.nuclei.xy) == 0:
             raise InputError("no nuclei found in the field", p,
                              "check the channel order (--channels) or that this is a FISH field")
