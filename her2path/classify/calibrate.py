@@ -20,7 +20,7 @@ from ..config import DEFAULT_CONFIG, Settings, load_settings, read_yaml
 from ..guidelines import CLASSES, Guideline, ihc_decision, load_guideline
 from ..ihc.membrane import classify_cells
 from ..ihc.score import analyze_tile
-from ..ihc.stain import Stains, estimate_stains
+from ..ihc.stain import stains_for
 from ..io.writers import atomic_write_bytes
 from .datasets import load_tile_set, read_tile
 from .metrics import qwk
@@ -43,11 +43,8 @@ class Measured:
 def measure(paths, settings: Settings, guideline: Guideline, mpp: float = TILE_MPP) -> list[Measured]:
     """Per-tile tumour-cell measurements (in-focus cells only)."""
     tiles = [read_tile(p, TILE_PX) for p in paths]
-    cfg = settings.ihc.stains
     sample = np.concatenate([t[::4, ::4].reshape(-1, 3) for t in tiles[:: max(1, len(tiles) // 64)]])
-    stains = estimate_stains(sample, Stains(cfg.hematoxylin, cfg.dab, "config"),
-                             max_deviation_deg=cfg.max_deviation_deg, min_dab_fraction=cfg.min_dab_fraction) \
-        if cfg.estimate else Stains(cfg.hematoxylin, cfg.dab, "config")
+    stains = stains_for(sample, settings.ihc.stains)
     out = []
     for rgb in tiles:
         c = analyze_tile(rgb, mpp, stains, settings.ihc, guideline)

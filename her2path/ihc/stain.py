@@ -123,3 +123,13 @@ def estimate_stains(rgb: np.ndarray, default: Stains = Stains(), min_od: float =
                       f"fallback: estimate {max(dev_h, dev_d):.0f} deg from the defaults")
     what = "H and DAB" if use_dab else f"H only, DAB in {dab_frac:.1%} of pixels"
     return Stains(tuple(float(x) for x in h), tuple(float(x) for x in d), f"estimated ({what})")
+
+
+def stains_for(pixels: np.ndarray, cfg, white: float = 255.0) -> Stains:
+    """The stains a slide is analysed with: the configured vectors, or (``cfg.estimate``) an
+    estimate from ``pixels`` (n, 3) guarded by the config's limits. ``cfg``: a StainConfig."""
+    configured = Stains(tuple(cfg.hematoxylin), tuple(cfg.dab), "config")
+    if not cfg.estimate:
+        return configured
+    return estimate_stains(pixels, configured, max_deviation_deg=cfg.max_deviation_deg,
+                           min_dab_fraction=cfg.min_dab_fraction, white=white)

@@ -30,7 +30,7 @@ import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,11 @@ class CaseSpec:
     ihc: str | None = None
     ish: tuple[str, ...] = ()
     error: str | None = None         # the case cannot run (e.g. an ambiguous folder): why
+    input_sha256: str = ""           # digest of the inputs, once the run has taken it ("" before)
+
+    @property
+    def paths(self) -> list[str]:
+        return ([self.ihc] if self.ihc else []) + list(self.ish)
 
 
 @dataclass(frozen=True)
@@ -102,35 +107,37 @@ class Record:
 
 # -- finding cases ----------------------------------------------------------------
 
-def _is_image(path: Path) -> bool:
+def _format(path: Path) -> str | None:
+    """The image format by content (None: not an image or slide, or unreadable)."""
     try:
-        return sniff_format(path) is not None
+        return sniff_format(path)
     except OSError:
-        return False
+        return None
 
 
-def _is_fluorescence(path: Path) -> bool:
+def _is_fluorescence(path: Path, fmt: str | None = None) -> bool:
     """A FISH field: a multichannel stack, or an RGB image whose background is dark."""
     from ..io.slide import read_plain
 
-    fmt = sniff_format(path)
+    fmt = fmt or _format(path)
     if fmt not in ("png", "jpeg", "tiff", "generic-tiff"):
         return False
-    if "tiff" in fmt:   # look at the size first: a tiled whole-slide TIFF is not read whole
+    if "tiff" in fmt:   # the shape first: a tiled whole-slide TIFF is not read whole, a CYX stack not at all
         import tifffile
 
         try:
             with tifffile.TiffFile(path) as tf:
                 if np.prod(tf.pages[0].shape) > MAX_FIELD_VALUES:
                     return False
+                shape = tf.series[0].shape
         except Exception:
             return False
+        if len(shape) == 3 and shape[0] <= 8 < shape[-1]:
+            return True
     try:
         data, _ = read_plain(path, "tiff" if "tiff" in fmt else fmt)
     except Exception:
         return False
-    if data.ndim == 3 and data.shape[0] < data.shape[-1] and data.shape[0] <= 8 and data.shape[-1] > 8:
-        return True                                    # CYX stack
     top = np.iinfo(data.dtype).max if np.issubdtype(data.dtype, np.integer) else 1.0
     return float(np.median(data)) < 0.3 * top
 
@@ -141,11 +148,12 @@ def _case_from_folder(folder: Path) -> CaseSpec:
         if not p.is_file() or p.name.startswith("."):
             continue
         in_ish = bool(ISH_FOLDERS & {q.name.lower() for q in p.relative_to(folder).parents})
-        if not _is_image(p):
+        fmt = _format(p)
+        if fmt is None:
             if p.suffix.lower() in IMAGE_SUFFIXES:
                 ihc.append(p)                          # named like a slide: let it fail with its reason
             continue
-        (ish if in_ish or _is_fluorescence(p) else ihc).append(p)
+        (ish if in_ish or _is_fluorescence(p, fmt) else ihc).append(p)
     if len(ihc) > 1:
         raise InputError(f"case folder holds {len(ihc)} IHC images ({', '.join(p.name for p in ihc[:3])})",
                          folder, "keep one IHC slide per case folder, or list cases in a --manifest CSV")
@@ -173,7 +181,7 @@ def find_cases(folder: str | Path, manifest: str | Path | None = None) -> tuple[
                 cases.append(spec)
             else:
                 notes.append(f"{p}: no slide or image inside, skipped")
-        elif p.suffix.lower() in IMAGE_SUFFIXES or _is_image(p):
+        elif p.suffix.lower() in IMAGE_SUFFIXES or _format(p):
             cases.append(CaseSpec(p.stem if p.stem else p.name, ihc=str(p)))
         else:
             notes.append(f"{p}: not a slide or image, skipped")
@@ -206,7 +214,7 @@ def _read_manifest(path: Path) -> list[CaseSpec]:
 def inputs_digest(spec: CaseSpec) -> str:
     """sha256 over the case's input files (a missing file hashes as its absence)."""
     h = hashlib.sha256()
-    for p in ([spec.ihc] if spec.ihc else []) + list(spec.ish):
+    for p in spec.paths:
         h.update(p.encode())
         try:
             h.update(file_sha256(p).encode())
@@ -245,8 +253,9 @@ def run_one(spec: CaseSpec, out: str, options: BatchOptions, run_id: str, config
 
     _one_thread()
     started, t0 = _stamp(), time.perf_counter()
-    inputs = ";".join(([spec.ihc] if spec.ihc else []) + list(spec.ish))
-    rec = Record(spec.case_id, "failed", inputs, input_sha256=inputs_digest(spec), config_sha256=config_sha,
+    inputs = ";".join(spec.paths)
+    rec = Record(spec.case_id, "failed", inputs, input_sha256=spec.input_sha256 or inputs_digest(spec),
+                 config_sha256=config_sha,
                  started=started)
     partial = Path(out) / "cases" / f".{spec.case_id}.{run_id}.partial"
     try:
@@ -364,9 +373,10 @@ def run_batch(folder, out, workers: int = 1, scheduler: str | None = None, manif
     config_sha = options.digest()
     todo, skipped = [], []
     for s in specs:
+        s = replace(s, input_sha256=inputs_digest(s))     # hashed once per run, here
         row = db.get(s.case_id)
         if (not force and row and row["state"] == "done" and row["config_sha256"] == config_sha
-                and row["input_sha256"] == inputs_digest(s) and (out / "cases" / s.case_id / "result.json").exists()):
+                and row["input_sha256"] == s.input_sha256 and (out / "cases" / s.case_id / "result.json").exists()):
             skipped.append(s.case_id)
         else:
             todo.append(s)
@@ -396,15 +406,14 @@ def _run_local(todo, out, options, run_id, config_sha, workers, db, bars, work=N
     ctx = mp.get_context("spawn")
     manager = ctx.Manager() if bars else None
     q = manager.Queue() if manager else None
-    suspects = _pool_pass(todo, workers, work, ctx, q, out, options, run_id, config_sha, db, bars)
     try:
-        for spec in suspects:
+        for spec in _pool_pass(todo, workers, work, ctx, q, out, options, run_id, config_sha, db, bars):
             again = _pool_pass([spec], 1, work, ctx, q, out, options, run_id, config_sha, db, bars)
             if again:
-                rec = Record(spec.case_id, "failed", ";".join(([spec.ihc] if spec.ihc else []) + list(spec.ish)),
+                rec = Record(spec.case_id, "failed", ";".join(spec.paths),
                              error=f"cases/{spec.case_id}: the worker process died on this case (out of memory "
                                    "or a crash in a native library). Fix: check the input, or run it alone",
-                             input_sha256=inputs_digest(spec), config_sha256=config_sha)
+                             input_sha256=spec.input_sha256, config_sha256=config_sha)
                 _commit(rec, out, db)
                 if bars:
                     bars.case_done(rec)
@@ -452,8 +461,8 @@ def _run_dask(todo, out, options, run_id, config_sha, scheduler, db, bars) -> No
             try:
                 rec = f.result()
             except Exception as exc:
-                rec = Record(spec.case_id, "failed", spec.ihc or "", error=f"worker died: {exc}",
-                             input_sha256=inputs_digest(spec), config_sha256=config_sha)
+                rec = Record(spec.case_id, "failed", ";".join(spec.paths), error=f"worker died: {exc}",
+                             input_sha256=spec.input_sha256, config_sha256=config_sha)
             _commit(rec, out, db)
             if bars:
                 bars.case_done(rec)

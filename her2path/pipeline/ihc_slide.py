@@ -13,7 +13,7 @@ from .. import __version__
 from ..config import Settings, load_settings
 from ..guidelines import CLASSES, Guideline, ihc_decision, load_guideline
 from ..ihc.score import TileCells, analyze_tile, core_cells, tile_score
-from ..ihc.stain import Stains, estimate_stains
+from ..ihc.stain import Stains, stains_for
 from ..io.slide import ArrayImage, SlideImage, open_image
 from ..io.tiling import Tile, TileGrid, tile_grid
 from ..schema import CellTable, IhcResult, Provenance, StainInfo, TileResult
@@ -53,15 +53,13 @@ def _read_with_margin(slide: SlideImage, tile: Tile, mpp: float, margin_px: int)
 
 
 def choose_stains(slide: SlideImage, grid: TileGrid, settings: Settings, white) -> Stains:
-    cfg = settings.ihc.stains
-    configured = Stains(cfg.hematoxylin, cfg.dab, "config")
-    if not cfg.estimate:
-        return configured
+    """Stains of the slide, estimated from up to 12 tiles spread over the tissue (every 3rd pixel)."""
+    if not settings.ihc.stains.estimate:
+        return stains_for(np.zeros((0, 3)), settings.ihc.stains)
     picks = np.unique(np.linspace(0, len(grid.tiles) - 1, min(12, len(grid.tiles))).round().astype(int))
     pixels = [slide.read_at_mpp(t.x, t.y, t.size, t.size, grid.mpp)[::3, ::3].reshape(-1, 3)
               for t in (grid.tiles[i] for i in picks)]
-    return estimate_stains(np.concatenate(pixels), configured, max_deviation_deg=cfg.max_deviation_deg,
-                           min_dab_fraction=cfg.min_dab_fraction, white=float(np.mean(white)))
+    return stains_for(np.concatenate(pixels), settings.ihc.stains, float(np.mean(white)))
 
 
 # -- worker side --------------------------------------------------------------------

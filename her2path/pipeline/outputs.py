@@ -145,32 +145,27 @@ def heatmap(result: IhcResult, slide: SlideImage, path: str | Path, max_px: int 
     return write_image(path, out)
 
 
-def tile_views(result: IhcResult, slide: SlideImage, tile_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """(plain, overlay) RGB of one tile at the analysis mpp: every tumour cell outlined in its class
-    colour, non-tumour nuclei marked grey, and a legend."""
+def tile_views(result: IhcResult, slide: SlideImage, tile_index: int, cells: list[int],
+               non_tumour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(plain, overlay) RGB of one tile at the analysis mpp: its tumour ``cells`` (indices into
+    result.cells) outlined in their class colour, ``non_tumour`` nuclei ((n, 2) level-0 px) marked
+    grey, and a legend."""
     t = result.tiles[tile_index]
     size = int(round(t.width * result.scan_mpp / result.mpp))
     plain = slide.read_at_mpp(t.x, t.y, size, size, result.mpp)
     rgb = plain.copy()
     k = result.scan_mpp / result.mpp                     # analysis px per level-0 px
     c = result.cells
-    sel = [i for i, ti in enumerate(c.tile) if ti == tile_index]
-    for i in sel:
+    for i in cells:
         poly = np.array(_polygon((c.x[i] - t.x) * k, (c.y[i] - t.y) * k, np.array(c.outline[i]) * k))
         cv2.polylines(rgb, [np.round(poly * 4).astype(np.int32)], True, CLASS_RGB[c.cls[i]], 2, cv2.LINE_AA, 2)
-    for x, y in result.non_tumour_xy:
-        xx, yy = (x - t.x) * k, (y - t.y) * k
-        if 0 <= xx < size and 0 <= yy < size:
-            cv2.circle(rgb, (int(xx), int(yy)), 3, NON_TUMOUR_RGB, 1, cv2.LINE_AA)
+    xy = (non_tumour - (t.x, t.y)) * k
+    for xx, yy in xy[np.all((xy >= 0) & (xy < size), axis=1)]:
+        cv2.circle(rgb, (int(xx), int(yy)), 3, NON_TUMOUR_RGB, 1, cv2.LINE_AA)
     counts = ", ".join(f"{cl}: {t.counts[cl]}" for cl in CLASS_RGB)
     _legend(rgb, [(f"tile {tile_index} score {t.score}  ({counts})", None)]
             + [(f"{cl}", CLASS_RGB[cl]) for cl in CLASS_RGB] + [("non-tumour", NON_TUMOUR_RGB)])
     return plain, rgb
-
-
-def overlay_tile(result: IhcResult, slide: SlideImage, tile_index: int, path: str | Path) -> Path:
-    """The overlay view of one tile as a PNG."""
-    return write_image(path, tile_views(result, slide, tile_index)[1])
 
 
 def review_tiles(result: IhcResult, limit: int = 48, min_cells: int = 5) -> list[int]:
@@ -179,17 +174,6 @@ def review_tiles(result: IhcResult, limit: int = 48, min_cells: int = 5) -> list
     tiles = [t for t in result.tiles if t.tumour_cells >= min_cells]
     tiles.sort(key=lambda t: (not t.flagged, not t.near_cutoff, -t.tumour_cells, t.index))
     return [t.index for t in tiles[:limit]]
-
-
-def write_review_tiles(result: IhcResult, slide: SlideImage, folder: Path) -> list[int]:
-    """tiles/tile_N.jpg (plain) and tile_N_cells.jpg (cell overlay) for the review tiles."""
-    folder.mkdir(parents=True, exist_ok=True)
-    chosen = review_tiles(result)
-    for i in chosen:
-        plain, over = tile_views(result, slide, i)
-        write_image(folder / f"tile_{i:04d}.jpg", plain, result.mpp, quality=88)
-        write_image(folder / f"tile_{i:04d}_cells.jpg", over, result.mpp, quality=88)
-    return chosen
 
 
 def representative_tiles(result: IhcResult, per_class: int = 2) -> list[int]:
@@ -205,7 +189,8 @@ def representative_tiles(result: IhcResult, per_class: int = 2) -> list[int]:
 
 def write_ihc_outputs(result: IhcResult, slide: SlideImage, out: str | Path) -> dict[str, Path]:
     """result.json, cells.csv, cells.geojson, heatmap.png, overlays/tile_N.png (representative
-    tiles) and tiles/ (plain and overlay JPEGs of the tiles to review) in ``out``."""
+    tiles, cell outlines) and tiles/tile_N.jpg + tile_N_cells.jpg (plain and outlined views of the
+    tiles to review, ``review_tiles``) in ``out``."""
     out = Path(out)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     files = {
@@ -214,7 +199,17 @@ def write_ihc_outputs(result: IhcResult, slide: SlideImage, out: str | Path) -> 
         "geojson": cells_geojson(result, out / "cells.geojson"),
         "heatmap": heatmap(result, slide, out / "heatmap.png"),
     }
-    for i in representative_tiles(result):
-        files[f"overlay_{i}"] = overlay_tile(result, slide, i, out / "overlays" / f"tile_{i:04d}.png")
-    write_review_tiles(result, slide, out / "tiles")
+    (out / "tiles").mkdir(exist_ok=True)
+    shown, review = representative_tiles(result), review_tiles(result)
+    by_tile: dict[int, list[int]] = {}
+    for i, ti in enumerate(result.cells.tile):
+        by_tile.setdefault(ti, []).append(i)
+    non_tumour = np.asarray(result.non_tumour_xy, float).reshape(-1, 2)
+    for i in dict.fromkeys(shown + review):      # each tile read and drawn once
+        plain, over = tile_views(result, slide, i, by_tile.get(i, []), non_tumour)
+        if i in shown:
+            files[f"overlay_{i}"] = write_image(out / "overlays" / f"tile_{i:04d}.png", over)
+        if i in review:
+            write_image(out / "tiles" / f"tile_{i:04d}.jpg", plain, result.mpp, quality=88)
+            write_image(out / "tiles" / f"tile_{i:04d}_cells.jpg", over, result.mpp, quality=88)
     return files

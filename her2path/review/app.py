@@ -15,9 +15,9 @@ from known case folders, by validated names.
 from __future__ import annotations
 
 import html
-import json
 import re
 import secrets
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -26,8 +26,9 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..schema import CaseResult
-from .store import ReviewStore
+from ..pipeline.outputs import review_tiles
+from ..schema import CaseResult, IhcResult
+from .store import ReviewStore, latest
 
 MAX_BODY = 4096
 STATIC = Path(__file__).parent / "static"
@@ -77,21 +78,25 @@ class Review:
             raise HTTPException(404, "outside the output folder")
         return d
 
-    def case(self, case_id: str) -> tuple[CaseResult, dict | None, Path]:
+    def case(self, case_id: str) -> tuple[CaseResult, IhcResult | None, Path]:
         d = self.case_dir(case_id)
-        result = CaseResult.from_json((d / "result.json").read_text())
         ihc_path = d / "ihc" / "result.json"
-        ihc = json.loads(ihc_path.read_text()) if ihc_path.is_file() else None
-        return result, ihc, d
+        return (_load(CaseResult, d / "result.json"), _load(IhcResult, ihc_path) if ihc_path.is_file() else None, d)
 
-    def review_tiles(self, ihc: dict | None, d: Path) -> list[dict]:
-        if not ihc:
-            return []
-        have = {int(m.group(1)) for p in (d / "ihc" / "tiles").glob("tile_*.jpg")
-                if (m := re.match(r"tile_(\d+)\.jpg$", p.name))}
-        tiles = [t for t in ihc["tiles"] if t["index"] in have]
-        tiles.sort(key=lambda t: (not t.get("flagged"), not t.get("near_cutoff"), -t["tumour_cells"], t["index"]))
-        return tiles
+    @staticmethod
+    def review_tiles(ihc: IhcResult | None) -> list:
+        """The tiles written for review with the IHC outputs, in review order."""
+        return [ihc.tiles[i] for i in review_tiles(ihc)] if ihc else []
+
+
+def _load(model, path: Path):
+    """A result model from its JSON, parsed once per file version (the app never writes results)."""
+    return _parse(model, str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _parse(model, path: str, mtime_ns: int):
+    return model.from_json(Path(path).read_text())
 
 
 def create_app(out: str | Path, token: str | None = None) -> FastAPI:
@@ -154,8 +159,8 @@ def create_app(out: str | Path, token: str | None = None) -> FastAPI:
             tiles_done = sum(1 for k in cur if k[0] == cid and k[1] == "tile")
             out.append({"case_id": cid, "status": r.status, "sub_label": r.sub_label, "ihc_score": r.ihc_score,
                         "ish_group": r.ish_group, "ratio": r.ratio, "flags": r.flags,
-                        "flagged_tiles": len(ihc["flagged_tiles"]) if ihc else 0,
-                        "near_cutoff": bool(ihc and ihc["near_cutoff"]), "tiles_reviewed": tiles_done,
+                        "flagged_tiles": len(ihc.flagged_tiles) if ihc else 0,
+                        "near_cutoff": bool(ihc and ihc.near_cutoff), "tiles_reviewed": tiles_done,
                         "signoff": sign.__dict__ if sign else None})
         out.sort(key=lambda c: (c["signoff"] is not None, -c["flagged_tiles"], not c["near_cutoff"], c["case_id"]))
         return out
@@ -163,17 +168,19 @@ def create_app(out: str | Path, token: str | None = None) -> FastAPI:
     @app.get("/api/cases/{case_id}")
     def api_case(case_id: str):
         r, ihc, d = rv.case(case_id)
-        cur = rv.store.current(case_id)
-        tiles = [{**{k: t[k] for k in ("index", "score", "model_score", "flagged", "near_cutoff", "counts",
-                                        "tumour_cells")},
-                  "decision": (cur[(case_id, "tile", t["index"])].__dict__ if (case_id, "tile", t["index"]) in cur
-                               else None)} for t in rv.review_tiles(ihc, d)]
+        history = rv.store.history(case_id)
+        cur = latest(history)
+        tiles = [{**t.model_dump(include={"index", "score", "model_score", "flagged", "near_cutoff", "counts",
+                                          "tumour_cells"}),
+                  "decision": (cur[(case_id, "tile", t.index)].__dict__ if (case_id, "tile", t.index) in cur
+                               else None)} for t in rv.review_tiles(ihc)]
         sign = cur.get((case_id, "signoff", None))
-        return {"case": r.summary(), "ihc": {k: ihc[k] for k in ("score", "sub_label", "percent_cells", "tumour_cells",
-                                                               "warnings", "reasons")} if ihc else None,
+        return {"case": r.summary(),
+                "ihc": ihc.model_dump(include={"score", "sub_label", "percent_cells", "tumour_cells", "warnings",
+                                               "reasons"}) if ihc else None,
                 "heatmap": (d / "ihc" / "heatmap.png").is_file(), "tiles": tiles,
                 "signoff": sign.__dict__ if sign else None,
-                "history": [h.__dict__ for h in rv.store.history(case_id)][-50:]}
+                "history": [h.__dict__ for h in history[-50:]]}
 
     @app.get("/files/{case_id}/heatmap.png")
     def heatmap(case_id: str):
@@ -191,14 +198,14 @@ def create_app(out: str | Path, token: str | None = None) -> FastAPI:
 
     @app.post("/api/cases/{case_id}/tiles/{tile}", status_code=201)
     def decide_tile(case_id: str, tile: int, body: TileDecision):
-        _, ihc, d = rv.case(case_id)
-        if tile not in {t["index"] for t in rv.review_tiles(ihc, d)}:
+        _, ihc, _ = rv.case(case_id)
+        if tile not in {t.index for t in rv.review_tiles(ihc)}:
             raise HTTPException(404, f"tile {tile} is not a review tile of case '{case_id}'")
         return rv.store.add(case_id, tile, "tile", body.value, body.reviewer).__dict__
 
     @app.post("/api/cases/{case_id}/signoff", status_code=201)
     def sign_off(case_id: str, body: SignOff):
-        r, _, _ = rv.case(case_id)
+        rv.case_dir(case_id)
         if body.value != "accept" and not (body.comment or "").strip():
             raise HTTPException(422, "overriding the score needs a comment")
         return rv.store.add(case_id, None, "signoff", body.value, body.reviewer, body.comment).__dict__

@@ -89,7 +89,9 @@ class ReviewStore:
 
     def current(self, case_id: str | None = None) -> dict[tuple[str, str, int | None], Decision]:
         """Latest decision per (case, kind, tile)."""
-        out = {}
-        for d in self.history(case_id):
-            out[(d.case_id, d.kind, d.tile)] = d
-        return out
+        return latest(self.history(case_id))
+
+
+def latest(decisions: list[Decision]) -> dict[tuple[str, str, int | None], Decision]:
+    """The last of each (case, kind, tile) in a history (ordered by id)."""
+    return {(d.case_id, d.kind, d.tile): d for d in decisions}

@@ -212,12 +212,17 @@ def _layout(spec: IshFieldSpec):
 def _nucleus_canvas(spec: IshFieldSpec, truth: IshTruth, rng, values) -> np.ndarray:
     shape = (spec.height_px, spec.width_px)
     out = np.zeros(shape, np.float32)
-    s = 16 / spec.mpp
+    s = 16 / spec.mpp                       # cv2 fixed point: 4 fractional bits
     for (x, y), (a, b), ang, v in zip(truth.nuclei_xy_um, truth.nuclei_axes_um, truth.nuclei_angle, values):
-        tmp = np.zeros(shape, np.uint8)
-        cv2.ellipse(tmp, (int(round(x * s)), int(round(y * s))), (int(a * s), int(b * s)), float(ang),
-                    0, 360, 1, -1, cv2.LINE_AA, 4)
-        np.maximum(out, tmp * np.float32(v), out=out)
+        r = a / spec.mpp + 3                # drawn in its bounding box, moved by whole pixels: exact
+        x0, y0 = max(0, int(x / spec.mpp - r)), max(0, int(y / spec.mpp - r))
+        x1, y1 = min(shape[1], int(x / spec.mpp + r) + 1), min(shape[0], int(y / spec.mpp + r) + 1)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        tmp = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.ellipse(tmp, (int(round(x * s)) - 16 * x0, int(round(y * s)) - 16 * y0), (int(a * s), int(b * s)),
+                    float(ang), 0, 360, 1, -1, cv2.LINE_AA, 4)
+        np.maximum(out[y0:y1, x0:x1], tmp * np.float32(v), out=out[y0:y1, x0:x1])
     texture = 1 + 0.15 * ndi.gaussian_filter(rng.normal(size=shape), 0.5 / spec.mpp) * 4
     return cv2.GaussianBlur(out * texture.astype(np.float32), (0, 0), 0.3 / spec.mpp)
 
