@@ -24,12 +24,16 @@ import warnings
 
 import numpy as np
 
-from her2path.guidelines import ish_group, load_guideline
+from her2path.rules.ish import ish_decision, ish_group
+from her2path.rules.tables import load_guideline
 from her2path.io.fluorescence import read_fluorescence
 from her2path.io.writers import write_image
-from her2path.ish.score import analyse_field, decide
+from her2path.config import IshConfig
+from her2path.ish.count import analyse_field
 from her2path.ish.spots import copies_from_intensity, single_reference
-from her2path.pipeline.ish_case import FISH_SIGMA_UM, count_ish
+from her2path.pipeline.ish_case import count_ish
+
+FISH_SIGMA_UM = IshConfig().spots.fish_sigma_um
 from her2path.synthetic.ish import IshFieldSpec, render_brightfield, render_fish
 
 from .common import match, print_table, write_results
@@ -181,7 +185,7 @@ def run_case(case, tmp: Path, guideline, with_bigfish: bool) -> dict:
         fl = read_fluorescence(p)
         ch = {"nuclear": fl.channels["dapi"], "her2": fl.channels["her2"], "cep17": fl.channels["cep17"]}
         t1 = time.perf_counter()
-        sig = analyse_field(ch, fl.mpp, FISH_SIGMA_UM)
+        sig = analyse_field(ch, fl.mpp)
         det_s += time.perf_counter() - t1
         single, clus = single_spots(f.truth, f.mpp)
         mask = sig.nuclei.labels > 0
@@ -204,8 +208,8 @@ def run_case(case, tmp: Path, guideline, with_bigfish: bool) -> dict:
     res["ours_analysis_s_per_field"] = det_s / n_fields
     res["spots"] = tp
     if with_bigfish:
-        d = decide(np.concatenate(bf_h), np.concatenate(bf_c), np.concatenate(bf_ev), guideline)
-        res["bigfish"] = {k: d[k] for k in ("nuclei", "her2_per_cell", "cep17_per_cell", "ratio", "group")}
+        d = ish_decision(np.concatenate(bf_h), np.concatenate(bf_c), np.concatenate(bf_ev), guideline)
+        res["bigfish"] = {k: getattr(d, k) for k in ("nuclei", "her2_per_cell", "cep17_per_cell", "ratio", "group")}
         res["bigfish_s_per_field"] = bf_s / n_fields
     return res
 

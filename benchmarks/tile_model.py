@@ -27,7 +27,7 @@ from her2path.classify.metrics import qwk
 from her2path.classify.model import DEFAULT_MODEL
 from her2path.classify.train import evaluate, train
 from her2path.config import load_settings
-from her2path.guidelines import load_guideline
+from her2path.rules.tables import load_guideline
 from her2path.synthetic.tiles import write_tile_dataset
 
 from .common import CACHE, Timer, print_table, write_results
@@ -49,7 +49,7 @@ def rule_agreement(tiles: Path, config: Path | None) -> dict:
     ts = load_tile_set(tiles)
     g = load_guideline("breast")
     s = load_settings(config)
-    pred = tile_scores(measure(ts.paths, s, g), s.ihc.membrane, g)
+    pred = tile_scores(measure(ts.paths, s), s.ihc.cell_class, g)
     return {"accuracy": float(np.mean(pred == ts.labels)), "qwk": qwk(ts.labels, pred)}
 
 

@@ -1,10 +1,14 @@
-"""her2path: HER2 scoring from IHC slides and FISH/ISH fields. Research use only, not for diagnosis."""
-__version__ = "0.1.0"
+"""her2path: HER2 scoring from IHC slides and FISH/ISH fields. Research use only, not for diagnosis.
 
-from .classify import classify  # noqa: E402
-from .io import open_image  # noqa: E402
-from .pipeline.case import run_case  # noqa: E402
-from .pipeline.ihc_slide import score_ihc  # noqa: E402
-from .pipeline.ish_case import count_ish  # noqa: E402
+The package top gathers the public API; modules below the CLI never import it
+(they take the version from ``her2path._version``).
+"""
+from ._version import __version__
+from .classify import classify
+from .io import open_image
+from .pipeline.batch import run_batch
+from .pipeline.case import run_case
+from .pipeline.ihc_slide import score_ihc
+from .pipeline.ish_case import count_ish
 
-__all__ = ["__version__", "classify", "count_ish", "open_image", "run_case", "score_ihc"]
+__all__ = ["__version__", "classify", "count_ish", "open_image", "run_batch", "run_case", "score_ihc"]

@@ -7,8 +7,23 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .errors import Her2PathError
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line naming the file and the fix for an operating-system error."""
+    import errno
+
+    where = exc.filename or "(file)"
+    fixes = {errno.EACCES: "no permission: choose a folder you can write to (--out) or fix its permissions",
+             errno.EPERM: "not permitted: choose a folder you can write to (--out) or fix its permissions",
+             errno.EROFS: "the file system is read-only: choose another --out folder",
+             errno.ENOSPC: "the disk is full: free some space or choose another --out folder",
+             errno.ELOOP: "a symbolic link loop: point the path at the real file",
+             errno.ENAMETOOLONG: "the path is too long: use a shorter one"}
+    fix = fixes.get(exc.errno, "check the path and the disk")
+    return f"{where}: {exc.strerror or exc}. Fix: {fix}"
 
 
 def _print_json(obj) -> None:
@@ -51,7 +66,7 @@ def cmd_ihc(args) -> int:
         if args.out:
             write_ihc_outputs(result, slide, args.out)
     if args.json:
-        _print_json(result.summary())
+        _print_json(result.summary().model_dump(mode="json"))
         return 0
     _print_ihc(result, args.out)
     return 0
@@ -81,13 +96,14 @@ def _print_ihc(result, out) -> None:
 
 
 def cmd_ish(args) -> int:
+    from .config import load_settings
     from .io.fluorescence import parse_channels
     from .pipeline.ish_case import count_ish
 
     result = count_ish(args.inputs, parse_channels(args.channels), args.mpp, args.brightfield,
-                       args.guideline, args.out)
+                       args.guideline, args.out, settings=load_settings(args.config))
     if args.json:
-        _print_json(result.summary())
+        _print_json(result.summary().model_dump(mode="json"))
         return 0
     figs = (f"ratio {result.ratio}, HER2 {result.her2_per_cell}/cell, CEP17 {result.cep17_per_cell}/cell"
             if result.ratio is not None else "no figures")
@@ -227,10 +243,33 @@ def cmd_review(args) -> int:
     except ValueError:
         loopback = args.host == "localhost"
     token = args.token or (None if loopback else secrets.token_urlsafe(18))
+    hosts = list(args.allow_host or [])
+    if loopback:
+        hosts += ["127.0.0.1", "localhost", "::1", "[::1]"]
+    elif hosts and args.host not in ("0.0.0.0", "::"):
+        hosts.append(args.host)
     url = f"http://{args.host}:{args.port}/" + (f"?token={token}" if token else "")
     print(f"her2path review of {out} at {url}  (research use only, not for diagnosis; Ctrl-C stops)")
-    uvicorn.run(create_app(out, token), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(out, token, hosts or None), host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def cmd_verify(args) -> int:
+    from .pipeline.verify import verify_output
+
+    report = verify_output(args.folder)
+    if args.json:
+        _print_json(report)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("case", "state", "problems", title=f"her2path verify: {args.folder}")
+        for c in report["cases"]:
+            table.add_row(c["case_id"], c["state"], "; ".join(c["problems"]) or "intact")
+        Console().print(table)
+        print(f"{report['intact']} intact, {report['damaged']} with problems, {report['failed']} failed cases")
+    return 1 if report["damaged"] else 0
 
 
 def cmd_review_export(args) -> int:
@@ -289,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ish", help="count ERBB2/CEP17 per nucleus in FISH or dual-ISH fields of one case")
     s.add_argument("inputs", nargs="+", help="field images (or folders of them) of one case")
-    _options(s, "guideline", "channels", "brightfield", "json")
+    _options(s, "guideline", "config", "channels", "brightfield", "json")
     s.add_argument("--mpp", type=float, help="pixel size in um/px (overrides metadata)")
     s.add_argument("--out", help="folder for result.json, nuclei.csv and overlay PNGs")
     s.set_defaults(func=cmd_ish)
@@ -309,7 +348,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8765)
     s.add_argument("--token", help="access token (generated and printed when --host is not loopback)")
+    s.add_argument("--allow-host", action="append", metavar="NAME",
+                   help="a Host header name to accept besides the bound address (e.g. the name a reverse proxy "
+                        "forwards); repeatable")
     s.set_defaults(func=cmd_review)
+
+    s = sub.add_parser("verify", help="check that the files of a batch or case output folder are intact")
+    s.add_argument("folder", help="output folder of her2path batch (or of one case)")
+    _options(s, "json")
+    s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("review-export", help="write the reviewed tiles as a training dataset")
     s.add_argument("folder", help="the reviewed output folder")
@@ -384,6 +431,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("her2path: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:   # permissions, a full disk, a read-only or vanished folder: the user's to fix
+        if args.debug:
+            traceback.print_exc()
+        print(f"her2path: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
     except Exception as exc:  # a bug, not bad input: still one line unless --debug
         if args.debug:
             traceback.print_exc()

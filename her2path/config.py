@@ -31,17 +31,6 @@ class TissueConfig(_Section):
     min_island_um2: float = Field(20000.0, ge=0, description="smallest tissue piece kept, um^2")
 
 
-class IoConfig(_Section):
-    plausible_mpp: tuple[float, float] = (0.05, 20.0)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "IoConfig":
-        lo, hi = self.plausible_mpp
-        if not 0 < lo < hi:
-            raise ValueError("plausible_mpp must be [low, high] with 0 < low < high")
-        return self
-
-
 class StainConfig(_Section):
     hematoxylin: tuple[float, float, float] = (0.650, 0.704, 0.286)
     dab: tuple[float, float, float] = (0.268, 0.570, 0.776)
@@ -74,21 +63,30 @@ class TumourConfig(_Section):
 
 
 class MembraneConfig(_Section):
+    """How membranes are measured (``ihc.membrane``); the cut-offs that turn the measurements
+    into classes are ``CellClassConfig``."""
+
     rays: int = Field(36, ge=8, le=360)
-    faint_od: float = Field(0.02, gt=0)
+    faint_od: float = Field(0.02, gt=0, description="DAB OD above the cytoplasm that marks a stained ray")
     arc_faint_od: float = Field(0.005, gt=0)
     noise_factor: float = Field(1.8, ge=0)
-    weak_od: float = Field(0.035, gt=0)
-    intense_od: float = Field(0.100, gt=0)
-    complete_fraction: float = Field(0.70, gt=0, le=1)
-    basolateral_fraction: float = Field(0.45, gt=0, le=1)
-    min_stained_fraction: float = Field(0.10, ge=0, le=1)
     neighbour_overlap: float = Field(0.5, ge=0, le=1)
 
+
+class CellClassConfig(_Section):
+    """The per-cell class cut-offs (``ihc.cell_class``), applied by ``rules.ihc.cell_classes``;
+    ``her2path calibrate`` fits them to a lab's annotated tiles."""
+
+    weak_od: float = Field(0.035, gt=0, description="membrane DAB OD above cytoplasm of weak-to-moderate (2+)")
+    intense_od: float = Field(0.100, gt=0, description="membrane DAB OD above cytoplasm of intense (3+)")
+    complete_fraction: float = Field(0.70, gt=0, le=1, description="completeness from which a membrane is complete")
+    basolateral_fraction: float = Field(0.45, gt=0, le=1, description="intense over at least this: U-shaped")
+    min_stained_fraction: float = Field(0.10, ge=0, le=1, description="below this completeness a cell is 0")
+
     @model_validator(mode="after")
-    def _ordered(self) -> "MembraneConfig":
-        if not self.faint_od < self.weak_od < self.intense_od:
-            raise ValueError("need faint_od < weak_od < intense_od")
+    def _ordered(self) -> "CellClassConfig":
+        if not self.weak_od < self.intense_od:
+            raise ValueError("need weak_od < intense_od")
         return self
 
 
@@ -107,6 +105,44 @@ class IhcConfig(_Section):
     cells: CellsConfig = CellsConfig()
     tumour: TumourConfig = TumourConfig()
     membrane: MembraneConfig = MembraneConfig()
+    cell_class: CellClassConfig = CellClassConfig()
+
+    @model_validator(mode="after")
+    def _faint_below_weak(self) -> "IhcConfig":
+        if not self.membrane.faint_od < self.cell_class.weak_od:
+            raise ValueError("need membrane.faint_od < cell_class.weak_od")
+        return self
+
+
+class IshNucleiConfig(_Section):
+    min_area_um2: float = Field(12.0, gt=0, description="smaller objects are not nuclei")
+    max_area_um2: float = Field(200.0, gt=0, description="larger objects are clumps of overlapping nuclei")
+    split_distance_um: float = Field(6.0, gt=0, description="touching nuclei with centres further apart are split")
+    min_solidity: float = Field(0.97, gt=0, le=1, description="a notched outline below this: overlapping nuclei")
+
+
+class IshSpotsConfig(_Section):
+    fish_sigma_um: float = Field(0.15, gt=0, description="PSF sigma of one FISH signal")
+    brightfield_sigma_um: float = Field(0.21, gt=0, description="sigma of one chromogenic dot")
+    k_noise: float = Field(6.0, gt=0, description="detection threshold in noise units of the band-pass image")
+    cluster_min: float = Field(2.5, gt=1, description="a blob with this many single-signal units or more is a cluster")
+    faint: float = Field(0.3, ge=0, lt=1, description="a blob under this many units is not a signal")
+    bleed: float = Field(0.35, ge=0, lt=1, description="a co-located blob under this share of the other colour "
+                                                         "is bleed-through")
+    bleed_jpeg: float = Field(0.7, ge=0, lt=1, description="the same for JPEG composites (shared chroma)")
+
+
+class BrightfieldConfig(_Section):
+    hematoxylin: tuple[float, float, float] = (0.650, 0.704, 0.286)
+    silver: tuple[float, float, float] = (0.58, 0.60, 0.55)     # black silver dots: HER2
+    red: tuple[float, float, float] = (0.10, 0.75, 0.55)        # Fast Red dots: CEP17
+    silver_opaque_od: float = Field(1.0, gt=0, description="silver OD above which no colour is left to read")
+
+
+class IshConfig(_Section):
+    nuclei: IshNucleiConfig = IshNucleiConfig()
+    spots: IshSpotsConfig = IshSpotsConfig()
+    brightfield: BrightfieldConfig = BrightfieldConfig()
 
 
 class TileModelConfig(_Section):
@@ -119,13 +155,19 @@ class TileModelConfig(_Section):
 class Settings(_Section):
     tiling: TilingConfig = TilingConfig()
     tissue: TissueConfig = TissueConfig()
-    io: IoConfig = IoConfig()
     ihc: IhcConfig = IhcConfig()
     tile_model: TileModelConfig = TileModelConfig()
+    ish: IshConfig = IshConfig()
 
-    def digest(self) -> str:
-        """sha256 of the settings as canonical JSON (for provenance)."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+    def digest(self, part: str = "all") -> str:
+        """sha256 of the settings as canonical JSON (for provenance).
+
+        ``part="ihc"`` covers what IHC scoring reads (tiling, tissue, ihc,
+        tile_model), ``part="ish"`` what ISH counting reads, ``"all"`` everything.
+        """
+        data = self.model_dump(mode="json")
+        keep = {"all": data.keys(), "ihc": ("tiling", "tissue", "ihc", "tile_model"), "ish": ("ish",)}[part]
+        text = json.dumps({k: data[k] for k in keep}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
 

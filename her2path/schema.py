@@ -1,9 +1,16 @@
 """Result models. Every output file is derived from these; JSON comes from ``to_json``."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 SCHEMA_VERSION = "1"
+CLASSES = ("0", "1+", "2+", "3+")
+Score = Literal["0", "1+", "2+", "3+"]
+SubLabel = Literal["null", "ultralow", "low", "equivocal", "positive"]
+Status = Literal["positive", "negative", "equivocal", "needs-ish", "needs-ihc", "no-call"]
+IshCall = Literal["positive", "negative", "needs-ihc", "no-call"]
 
 
 class Model(BaseModel):
@@ -103,13 +110,13 @@ class TileResult(Model):
     near_cutoff: bool = False      # the tile's deciding percentage lies near a cut-off
 
 
-class IhcResult(Model):
-    """The IHC score of one slide or image, with the cells and tiles behind it."""
+class IhcSummary(Model):
+    """The IHC score of one slide or image with its figures (no per-cell or per-tile lists)."""
 
     schema_version: str = SCHEMA_VERSION
-    kind: str = "ihc"
-    score: str                     # "0", "1+", "2+", "3+"
-    sub_label: str                 # "null", "ultralow", "low", "equivocal", "positive"
+    kind: Literal["ihc"] = "ihc"
+    score: Score
+    sub_label: SubLabel
     percent_cells: dict[str, float]
     counts: dict[str, int]
     tumour_cells: int
@@ -125,14 +132,19 @@ class IhcResult(Model):
     stains: StainInfo
     width: int                     # level-0 px of the input
     height: int
+    provenance: Provenance
+
+
+class IhcResult(IhcSummary):
+    """The IHC score of one slide or image, with the cells and tiles behind it."""
+
     tiles: list[TileResult]
     cells: CellTable
     non_tumour_xy: list[tuple[float, float]]
-    provenance: Provenance
 
-    def summary(self) -> dict:
+    def summary(self) -> IhcSummary:
         """The fields ``her2path ihc --json`` prints (no per-cell or per-tile lists)."""
-        return self.model_dump(mode="json", exclude={"cells", "tiles", "non_tumour_xy"})
+        return IhcSummary.model_validate(self.model_dump(exclude={"cells", "tiles", "non_tumour_xy"}))
 
 
 class NucleusTable(Model):
@@ -147,17 +159,17 @@ class NucleusTable(Model):
     why_not: list[str]
 
 
-class IshResult(Model):
-    """Dual-probe ISH of one case (all fields pooled)."""
+class IshSummary(Model):
+    """Dual-probe ISH of one case (all fields pooled), without the per-nucleus table."""
 
     schema_version: str = SCHEMA_VERSION
-    kind: str = "ish"
+    kind: Literal["ish"] = "ish"
     nuclei: int                    # evaluable nuclei counted
     her2_per_cell: float | None
     cep17_per_cell: float | None
     ratio: float | None            # sum HER2 / sum CEP17 over evaluable nuclei
     group: int | None              # ASCO/CAP breast group 1-5; None for ratio-only guidelines or < min nuclei
-    call: str                      # "positive", "negative", "needs-ihc" or "no-call"
+    call: IshCall
     reasons: list[str]
     next_step: str | None
     warnings: list[str]
@@ -168,11 +180,17 @@ class IshResult(Model):
     brightfield: bool
     fields: list[str]
     single_signal: dict[str, float]  # reference integrated intensity of one signal, per probe
-    table: NucleusTable
     provenance: Provenance
 
-    def summary(self) -> dict:
-        return self.model_dump(mode="json", exclude={"table"})
+
+class IshResult(IshSummary):
+    """Dual-probe ISH of one case with every nucleus found."""
+
+    table: NucleusTable
+
+    def summary(self) -> IshSummary:
+        """The fields ``her2path ish --json`` prints (no per-nucleus table)."""
+        return IshSummary.model_validate(self.model_dump(exclude={"table"}))
 
 
 class IshFigures(Model):
@@ -188,23 +206,24 @@ class CaseResult(Model):
     """The HER2 status of one case from its IHC and/or ISH, with the rule that fired."""
 
     schema_version: str = SCHEMA_VERSION
-    kind: str = "case"
+    kind: Literal["case"] = "case"
     case_id: str | None = None
-    status: str                        # positive, negative, equivocal, needs-ish, needs-ihc, no-call
-    sub_label: str | None              # null, ultralow, low (negative cases, breast) or None
+    status: Status
+    sub_label: SubLabel | None         # null, ultralow, low (negative cases, breast) or None
     reasons: list[str]
     next_step: str | None
     flags: list[str]                   # what a reviewer should look at
     guideline: str
-    ihc_score: str | None
+    ihc_score: Score | None
     ish_group: int | None
     ish_call: str | None
     ratio: float | None
     her2_per_cell: float | None
     cep17_per_cell: float | None
-    ihc: dict | None = None            # IhcResult.summary() when IHC was scored
-    ish: dict | None = None            # IshResult.summary() when ISH was counted
+    ihc: IhcSummary | None = None      # when IHC was scored
+    ish: IshSummary | None = None      # when ISH was counted
     software: str
 
     def summary(self) -> dict:
+        """The fields ``her2path case --json`` prints (the IHC and ISH summaries left out)."""
         return self.model_dump(mode="json", exclude={"ihc", "ish"})

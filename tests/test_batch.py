@@ -14,7 +14,8 @@ import pytest
 
 from her2path.cli import main
 from her2path.io.writers import write_image
-from her2path.pipeline.batch import find_cases, run_batch
+from her2path.pipeline.batch import run_batch
+from her2path.pipeline.cases import find_cases
 from her2path.synthetic.ish import IshFieldSpec, render_fish
 from her2path.synthetic.wsi import make_sample_slide
 
@@ -145,36 +146,39 @@ def test_manifest_and_report(tmp_path, batch_dir, clean_run):
 def test_fluorescence_is_told_from_brightfield_without_reading_slides(tmp_path, monkeypatch):
     import numpy as np
 
-    from her2path.pipeline import batch
+    from her2path.io import fluorescence
 
     dark = (np.random.default_rng(0).random((3, 256, 256)) * 4000).astype(np.uint16)   # a CYX FISH stack
     write_image(tmp_path / "fish.tif", dark, 0.1)
     bright = np.full((256, 256, 3), 230, np.uint8)
     write_image(tmp_path / "ihc.png", bright, 0.5)
-    assert batch._is_fluorescence(tmp_path / "fish.tif") and not batch._is_fluorescence(tmp_path / "ihc.png")
-    monkeypatch.setattr(batch, "MAX_FIELD_VALUES", 1000)        # as if it were a whole-slide TIFF
-    assert not batch._is_fluorescence(tmp_path / "fish.tif")
+    is_field = fluorescence.is_fluorescence_field
+    assert is_field(tmp_path / "fish.tif") and not is_field(tmp_path / "ihc.png")
+    monkeypatch.setattr(fluorescence, "MAX_FIELD_VALUES", 1000)        # as if it were a whole-slide TIFF
+    assert not is_field(tmp_path / "fish.tif")
 
 
-def crash_on_bad(spec, out, options, run_id, config_sha, q):
+def crash_on_bad(spec, ctx, q):
     """Stands in for run_one in a worker: the case 'bad' kills its process, the others finish."""
-    from her2path.pipeline.batch import Record
+    from her2path.pipeline.results_store import Record
 
     if spec.case_id == "bad":
         os._exit(1)
-    d = Path(out) / "cases" / f".{spec.case_id}.{run_id}.partial"
+    d = Path(ctx.out) / "cases" / f".{spec.folder}.{ctx.run_id}.partial"
     d.mkdir(parents=True)
     (d / "result.json").write_text("{}")
-    return Record(spec.case_id, "done", "", partial=str(d))
+    return Record(spec.case_id, "done", "", folder=spec.folder, partial=str(d))
 
 
 def test_a_case_that_kills_its_worker_fails_alone(tmp_path):
-    from her2path.pipeline.batch import BatchOptions, CaseSpec, ResultsDB, _run_local
+    from her2path.pipeline.batch import BatchOptions, RunContext, _run_local
+    from her2path.pipeline.cases import CaseSpec
+    from her2path.pipeline.results_store import ResultsDB
 
     specs = [CaseSpec(f"c{i}", ihc="x.svs") for i in range(4)] + [CaseSpec("bad", ihc="x.svs")]
     (tmp_path / "cases").mkdir()
     db = ResultsDB(tmp_path / "results.sqlite")
-    _run_local(specs, tmp_path, BatchOptions(), "r1", "cfg", 2, db, None, work=crash_on_bad)
+    _run_local(specs, RunContext(str(tmp_path), BatchOptions(), "r1", "cfg"), 2, db, None, work=crash_on_bad)
     rows = {r["case_id"]: r for r in db.rows([s.case_id for s in specs])}
     assert rows["bad"]["state"] == "failed" and "worker process died" in rows["bad"]["error"]
     assert all(rows[f"c{i}"]["state"] == "done" for i in range(4))

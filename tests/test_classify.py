@@ -8,7 +8,7 @@ import pytest
 from her2path.classify import classify
 from her2path.cli import main
 from her2path.errors import ConfigError, InputError
-from her2path.guidelines import Guideline, load_guideline
+from her2path.rules.tables import Guideline, load_guideline
 from her2path.schema import CaseResult, IshFigures
 
 # (mean HER2/cell, mean CEP17/cell) landing in each breast ISH group; boundaries exactly on the cut-offs.
@@ -63,7 +63,7 @@ def test_fewer_than_20_nuclei_is_no_call():
 @pytest.mark.parametrize("ihc,ratio,status", [
     ("3+", None, "positive"), ("2+", None, "needs-ish"), ("1+", None, "negative"), ("0", None, "negative"),
     ("2+", 2.0, "positive"), ("2+", 1.99, "negative"), ("0", 2.5, "positive"), (None, 1.5, "negative"),
-    (None, None, "no-call")])
+    ])
 def test_gastric_status_rows(name, ihc, ratio, status):
     r = classify(ihc=ihc, ish=IshFigures(ratio=ratio) if ratio else None, guideline=name)
     assert r.status == status and r.sub_label is None   # HER2-low is a breast label
@@ -74,7 +74,7 @@ def test_sub_labels_from_a_scored_slide(sample_slide):
 
     ihc = score_ihc(sample_slide.path, workers=1)
     r = classify(ihc=ihc)
-    assert r.ihc_score == ihc.score and r.ihc["tumour_cells"] == ihc.tumour_cells
+    assert r.ihc_score == ihc.score and r.ihc.tumour_cells == ihc.tumour_cells
     assert CaseResult.from_json(r.to_json()) == r
 
 
@@ -121,3 +121,22 @@ def test_case_cli_end_to_end(tmp_path, capsys):
     saved = CaseResult.from_json((out / "result.json").read_text())
     assert saved.status == "positive" and (out / "ihc" / "cells.csv").exists() and (out / "ish" / "nuclei.csv").exists()
     assert main(["case", "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("args,said", [
+    (["--ihc", "2+", "--ratio", "2.5", "--her2-per-cell", "3", "--cep17-per-cell", "2"], "does not match"),
+    (["--ratio", "-1"], "--ratio must be a number above 0"),
+    (["--ihc", "2+", "--her2-per-cell", "0", "--cep17-per-cell", "2"], "--her2-per-cell must be"),
+    (["--ihc", "2+", "--ratio", "nan", "--her2-per-cell", "4"], "--ratio must be"),
+    (["--ihc", "2+", "--her2-per-cell", "5", "--cep17-per-cell", "2", "--nuclei", "0"], "--nuclei must be"),
+    ([], "nothing to classify"),
+])
+def test_classify_refuses_impossible_or_contradictory_input(args, said, capsys):
+    assert main(["classify", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("her2path: error: ") and said in err[0] and "Fix:" in err[0]
+
+
+def test_a_ratio_that_matches_within_rounding_is_accepted():
+    r = classify(ihc="2+", ish=IshFigures(ratio=1.67, her2_per_cell=5.0, cep17_per_cell=3.0))
+    assert r.ish_group == 4 and r.ratio == 1.67

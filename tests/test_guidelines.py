@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from her2path.errors import ConfigError
-from her2path.guidelines import ihc_decision, ish_group, load_guideline
+from her2path.rules.ihc import ihc_decision
+from her2path.rules.ish import ish_group
+from her2path.rules.tables import load_guideline
 
 
 def cells(**percent):

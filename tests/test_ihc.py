@@ -10,12 +10,12 @@ from scipy.spatial import cKDTree
 
 from her2path.config import load_settings
 from her2path.errors import MppError, NoTissueError
-from her2path.ihc.membrane import classify_cells
 from her2path.ihc.stain import Stains, estimate_stains, unmix
 from her2path.io import open_image
 from her2path.io.writers import write_image
 from her2path.pipeline.ihc_slide import score_ihc
 from her2path.pipeline.outputs import write_ihc_outputs
+from her2path.rules.ihc import cell_classes
 from her2path.synthetic.ihc import IhcFieldSpec, StainVectors, jitter_stains, preset, render_ihc_field
 
 CLASSES = ("0", "1+", "2+", "3+")
@@ -41,13 +41,13 @@ def test_stain_estimate_is_guarded():
 
 
 def test_class_rules_breast_and_gastric():
-    cfg = load_settings().ihc.membrane
+    cfg = load_settings().ihc.cell_class
     comp = np.array([0.0, 0.4, 0.95, 0.95, 0.6, 0.95])
     inten = np.array([0.0, 0.03, 0.06, 0.3, 0.3, 0.03])
-    breast = classify_cells(comp, inten, np.zeros(6), cfg)
+    breast = cell_classes(comp, inten, cfg)
     assert breast.cls.tolist() == ["0", "1+", "2+", "3+", "2+", "1+"]
     assert breast.basolateral.tolist() == [False, False, False, False, True, False]
-    gastric = classify_cells(comp, inten, np.zeros(6), cfg, gastric=True)
+    gastric = cell_classes(comp, inten, cfg, u_shaped_complete=True)
     assert gastric.cls[4] == "3+"          # U-shaped counts as complete in gastric
 
 

@@ -4,36 +4,41 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from her2path.guidelines import load_guideline
-from her2path.ish.score import BLEED_JPEG, analyse_field, count_case, decide
+from her2path.ish.count import analyse_field, count_case
 from her2path.ish.spots import copies_from_intensity
+from her2path.rules.ish import ish_decision
+from her2path.rules.tables import load_guideline
 from her2path.synthetic.ish import IshFieldSpec, render_fish
+
+
+def decide(fields, guideline="breast"):
+    counts = count_case(fields)
+    return counts, ish_decision(*counts.arrays(), guideline, fields=len(fields))
 
 
 def _case(group, layout="isolated", n=2, seed=0):
     fields = [render_fish(IshFieldSpec(group=group, layout=layout, seed=seed + k)) for k in range(n)]
-    sig = [analyse_field({"nuclear": f.image[2], "her2": f.image[0], "cep17": f.image[1]}, f.mpp, 0.15)
-           for f in fields]
+    sig = [analyse_field({"nuclear": f.image[2], "her2": f.image[0], "cep17": f.image[1]}, f.mpp) for f in fields]
     truth = [f.truth for f in fields]
     th = sum(int(t.her2[t.evaluable].sum()) for t in truth)
     tc = sum(int(t.cep17[t.evaluable].sum()) for t in truth)
     tn = sum(int(t.evaluable.sum()) for t in truth)
-    return count_case(sig, load_guideline("breast")), th / tc, th / tn, tn
+    return *decide(sig), th / tc, th / tn, tn
 
 
 @pytest.mark.parametrize("group", [1, 2, 3, 4, 5])
 def test_group_ratio_and_copies_match_truth(group):
-    r, ratio, her2, n = _case(group, seed=40 + group)
-    assert r["group"] == group
-    assert abs(r["ratio"] - ratio) / ratio < 0.05
-    assert abs(r["her2_per_cell"] - her2) / her2 < 0.06       # clusters estimated, not counted as one
-    assert abs(r["nuclei"] - n) <= 3
+    _, d, ratio, her2, n = _case(group, seed=40 + group)
+    assert d.group == group
+    assert abs(d.ratio - ratio) / ratio < 0.05
+    assert abs(d.her2_per_cell - her2) / her2 < 0.06       # clusters estimated, not counted as one
+    assert abs(d.nuclei - n) <= 3
 
 
 def test_crowded_section_skips_overlapping_nuclei():
-    r, ratio, her2, n = _case(4, layout="crowded", n=3, seed=7)
-    assert abs(r["nuclei"] - n) <= 4 and r["group"] in (4, None)
-    assert "touches or overlaps another nucleus" in r["table"]["why_not"]
+    counts, d, ratio, her2, n = _case(4, layout="crowded", n=3, seed=7)
+    assert abs(d.nuclei - n) <= 4 and d.group in (4, None)
+    assert "touches or overlaps another nucleus" in counts.table["why_not"]
 
 
 def test_cluster_copies_and_touching_signals_rule():
@@ -43,37 +48,42 @@ def test_cluster_copies_and_touching_signals_rule():
 
 def test_fewer_than_20_nuclei_is_a_no_call_with_reason():
     g = load_guideline("breast")
-    d = decide(np.full(19, 8), np.full(19, 2), np.ones(19, bool), g)
-    assert d["call"] == "no-call" and "19 evaluable nuclei" in d["reasons"][0]
-    d = decide(np.full(20, 8), np.full(20, 2), np.ones(20, bool), g)
-    assert d["call"] == "positive" and d["group"] == 1
+    d = ish_decision(np.full(19, 8), np.full(19, 2), np.ones(19, bool), g)
+    assert d.call == "no-call" and "19 evaluable nuclei" in d.reasons[0] and "1 more field" in d.next_step
+    d = ish_decision(np.full(20, 8), np.full(20, 2), np.ones(20, bool), g)
+    assert d.call == "positive" and d.group == 1
 
 
 def test_gastric_uses_the_ratio_only():
-    g = load_guideline("gastric")
-    d = decide(np.full(30, 3), np.full(30, 1), np.ones(30, bool), g)     # ratio 3, HER2 3/cell
-    assert d["call"] == "positive" and d["group"] is None
+    d = ish_decision(np.full(30, 3), np.full(30, 1), np.ones(30, bool), "gastric")     # ratio 3, HER2 3/cell
+    assert d.call == "positive" and d.group is None
+
+
+def test_ish_alone_groups_2_to_4_take_call_and_next_step_from_the_status_table():
+    g = load_guideline("breast")
+    for group, (h, c) in {2: (3, 1.4), 3: (7, 4), 4: (5, 3)}.items():
+        d = ish_decision(np.full(20, h), np.full(20, c), np.ones(20, bool), g)
+        row = g.status_rule("none", str(group))
+        assert (d.group, d.call, d.next_step) == (group, "needs-ihc", row.next_step)
 
 
 def test_heterogeneity_flag():
-    g = load_guideline("breast")
     her2 = np.r_[np.full(80, 2), np.full(20, 10)]
-    d = decide(her2, np.full(100, 2), np.ones(100, bool), g)
-    assert d["amplified_percent"] == 20.0 and d["heterogeneous"]
+    d = ish_decision(her2, np.full(100, 2), np.ones(100, bool), "breast")
+    assert d.amplified_percent == 20.0 and d.heterogeneous
 
 
 @pytest.mark.parametrize("group", [2, 4])
 def test_brightfield_dual_ish_group(group):
-    from her2path.ish.score import brightfield_channels
+    from her2path.ish.count import brightfield_channels
     from her2path.synthetic.ish import render_brightfield
 
     fields = [render_brightfield(IshFieldSpec(group=group, seed=60 + group + k)) for k in range(2)]
-    r = count_case([analyse_field(brightfield_channels(f.image), f.mpp, 0.21) for f in fields],
-                   load_guideline("breast"))
+    _, d = decide([analyse_field(brightfield_channels(f.image), f.mpp, brightfield=True) for f in fields])
     t = [f.truth for f in fields]
     cep = sum(int(x.cep17[x.evaluable].sum()) for x in t) / sum(int(x.evaluable.sum()) for x in t)
-    assert r["group"] == group
-    assert abs(r["cep17_per_cell"] - cep) / cep < 0.08     # red CEP17 not read under black silver
+    assert d.group == group
+    assert abs(d.cep17_per_cell - cep) / cep < 0.08     # red CEP17 not read under black silver
 
 
 def test_jpeg_composite_bleed_through_is_not_counted():
@@ -83,9 +93,9 @@ def test_jpeg_composite_bleed_through_is_not_counted():
     sig = []
     for f in fields:
         rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(f.jpeg(92), np.uint8), 1), cv2.COLOR_BGR2RGB) / 255.0
-        sig.append(analyse_field({"nuclear": rgb[..., 2], "her2": rgb[..., 0], "cep17": rgb[..., 1]}, f.mpp, 0.15))
-        sig[-1].bleed = BLEED_JPEG
-    r = count_case(sig, load_guideline("breast"))
+        sig.append(analyse_field({"nuclear": rgb[..., 2], "her2": rgb[..., 0], "cep17": rgb[..., 1]}, f.mpp,
+                                 jpeg=True))
+    _, d = decide(sig)
     t = [f.truth for f in fields]
     ratio = sum(int(x.her2[x.evaluable].sum()) for x in t) / sum(int(x.cep17[x.evaluable].sum()) for x in t)
-    assert r["group"] == 5 and abs(r["ratio"] - ratio) < 0.1    # each spot echoes in the other colour
+    assert d.group == 5 and abs(d.ratio - ratio) < 0.1    # each spot echoes in the other colour

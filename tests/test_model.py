@@ -73,7 +73,7 @@ def test_train_resume_evaluate_and_calibrate(tiles, tmp_path, capsys):
     r = json.loads(capsys.readouterr().out)
     assert r["after"]["accuracy"] >= r["before"]["accuracy"] and cfg.exists()
     from her2path.config import load_settings
-    assert load_settings(cfg).ihc.membrane.weak_od == r["cutoffs"]["weak_od"]
+    assert load_settings(cfg).ihc.cell_class.weak_od == r["cutoffs"]["weak_od"]
 
 
 def test_default_model_ships_and_scores_tiles(tiles):
@@ -91,7 +91,8 @@ def test_default_model_ships_and_scores_tiles(tiles):
 def test_model_card_names_the_shipped_weights():
     from pathlib import Path
 
-    from her2path.classify.model import DEFAULT_MODEL, file_digest
+    from her2path.classify.model import DEFAULT_MODEL
+    from her2path.provenance import file_sha256 as file_digest
 
     card = (Path(DEFAULT_MODEL).parent / "MODEL_CARD.md").read_text()
     assert file_digest(DEFAULT_MODEL) in card

@@ -37,7 +37,7 @@ def out(tmp_path_factory):
 @pytest.fixture()
 def client(out):
     app = create_app(out)
-    c = TestClient(app)
+    c = TestClient(app, base_url="http://127.0.0.1")
     c.csrf = app.state.review.csrf
     return c
 
@@ -112,7 +112,7 @@ def test_path_traversal_is_refused(client, path):
 
 
 def test_token_required_off_loopback(out):
-    c = TestClient(create_app(out, token="s3cret"))
+    c = TestClient(create_app(out, token="s3cret"), base_url="http://127.0.0.1")
     assert c.get("/api/cases").status_code == 401
     assert c.get("/api/cases", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert c.get("/api/cases", headers={"Authorization": "Bearer s3cret"}).status_code == 200
@@ -139,7 +139,7 @@ def test_eight_concurrent_reviewers_lose_nothing(out, tmp_path):
     shutil.copytree(out, work, ignore=shutil.ignore_patterns("review.sqlite*"))
     app = create_app(work)
     server, thread, url = _serve(app)
-    tiles = _tiles(TestClient(app))
+    tiles = _tiles(TestClient(app, base_url="http://127.0.0.1"))
     errors = []
 
     def reviewer(k):
@@ -208,6 +208,11 @@ def test_browser_review_with_the_keyboard(out, tmp_path, chromium):
             page.click("tr[data-case='case0']")
             page.wait_for_selector(".tile.sel")
             first = [page.get_attribute(".tile >> nth=%d" % i, "data-tile") for i in range(3)]
+            page.keyboard.press("2")                      # no reviewer named yet: refused, nothing stored
+            page.wait_for_selector("#toast.err >> text=enter your name")
+            assert not ReviewStore(work / "review.sqlite").history("case0")
+            page.fill("#reviewer", "Dr Ann")
+            page.click(".tile.sel")                       # back from the name field to the grid
             page.keyboard.press("2")                      # tile 1: 2+, selection moves on
             page.wait_for_selector(f".tile[data-tile='{first[0]}'].reviewed")
             page.keyboard.press("a")                      # tile 2: accept the measured score
@@ -234,3 +239,4 @@ def test_browser_review_with_the_keyboard(out, tmp_path, chromium):
         thread.join(10)
     hist = ReviewStore(work / "review.sqlite").history("case0")
     assert [h.value for h in hist] == ["2+", "accept", "3+", "accept"] and hist[-1].kind == "signoff"
+    assert {h.reviewer for h in hist} == {"Dr Ann"}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from skimage.segmentation import find_boundaries
 
-from her2path.guidelines import CLASSES
+from her2path.schema import CLASSES
 from her2path.optics import optical_density
 from her2path.synthetic.ihc import IhcFieldSpec, StainVectors, jitter_stains, preset, render_ihc_field
 from her2path.synthetic.ish import GROUP_PRESETS, IshFieldSpec, render_brightfield, render_fish

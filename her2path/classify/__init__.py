@@ -1,4 +1,4 @@
-"""The shared classifier: guideline engine (rules as data) and the learned tile model."""
-from .guideline import classify
+"""The shared classifier: the guideline engine (``rules.status.classify``) and the learned tile model."""
+from ..rules.status import classify
 
 __all__ = ["classify"]

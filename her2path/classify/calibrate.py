@@ -17,9 +17,10 @@ import numpy as np
 import yaml
 
 from ..config import DEFAULT_CONFIG, Settings, load_settings, read_yaml
-from ..guidelines import CLASSES, Guideline, ihc_decision, load_guideline
-from ..ihc.membrane import classify_cells
-from ..ihc.score import analyze_tile
+from ..ihc.tile import analyze_tile
+from ..rules.ihc import cell_classes, ihc_decision
+from ..rules.tables import Guideline, load_guideline
+from ..schema import CLASSES
 from ..ihc.stain import stains_for
 from ..io.writers import atomic_write_bytes
 from .datasets import load_tile_set, read_tile
@@ -40,25 +41,25 @@ class Measured:
     xy_um: np.ndarray
 
 
-def measure(paths, settings: Settings, guideline: Guideline, mpp: float = TILE_MPP) -> list[Measured]:
+def measure(paths, settings: Settings, mpp: float = TILE_MPP) -> list[Measured]:
     """Per-tile tumour-cell measurements (in-focus cells only)."""
     tiles = [read_tile(p, TILE_PX) for p in paths]
     sample = np.concatenate([t[::4, ::4].reshape(-1, 3) for t in tiles[:: max(1, len(tiles) // 64)]])
     stains = stains_for(sample, settings.ihc.stains)
     out = []
     for rgb in tiles:
-        c = analyze_tile(rgb, mpp, stains, settings.ihc, guideline)
+        c = analyze_tile(rgb, mpp, stains, settings.ihc)
         k = c.tumour & ~c.excluded
         out.append(Measured(c.completeness[k], c.intensity[k], c.cytoplasm[k], c.xy[k] * mpp))
     return out
 
 
-def tile_scores(measured: list[Measured], membrane, guideline: Guideline) -> np.ndarray:
-    """Guideline score (0..3) of every tile under a membrane config."""
+def tile_scores(measured: list[Measured], cell_class, guideline: Guideline) -> np.ndarray:
+    """Guideline score (0..3) of every tile under a cell-class config."""
     gastric = guideline.ihc.u_shaped_complete
     out = []
     for m in measured:
-        cls = classify_cells(m.completeness, m.intensity, m.cytoplasm, membrane, gastric).cls
+        cls = cell_classes(m.completeness, m.intensity, cell_class, gastric).cls
         out.append(CLASSES.index(ihc_decision(cls, m.xy_um, guideline).score))
     return np.array(out, int)
 
@@ -73,8 +74,8 @@ def calibrate(dataset: str | Path, out: str | Path, config: str | Path | None = 
     ts = load_tile_set(dataset)
     settings = load_settings(config)
     table = load_guideline(guideline)
-    measured = measure(ts.paths, settings, table)
-    mem = settings.ihc.membrane
+    measured = measure(ts.paths, settings)
+    mem = settings.ihc.cell_class
     before = _agreement(tile_scores(measured, mem, table), ts.labels)
     best = before
     for _ in range(rounds):
@@ -88,7 +89,7 @@ def calibrate(dataset: str | Path, out: str | Path, config: str | Path | None = 
                     best, mem = score, cand
     data = read_yaml(Path(config) if config else DEFAULT_CONFIG)
     changed = {k: getattr(mem, k) for k in GRID}
-    data["ihc"]["membrane"].update(changed)
+    data.setdefault("ihc", {}).setdefault("cell_class", {}).update(changed)
     head = (f"# her2path calibrate: cut-offs fitted to {len(ts)} annotated tiles of {dataset}\n"
             f"# tile-score agreement {before[0]:.3f} -> {best[0]:.3f} (QWK {before[1]:.3f} -> {best[1]:.3f})\n")
     Settings.model_validate(data)

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from ..guidelines import CLASSES
+from ..schema import CLASSES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _ALIASES = {"0": 0, "1": 1, "1+": 1, "2": 2, "2+": 2, "3": 3, "3+": 3}

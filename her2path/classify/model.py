@@ -6,7 +6,6 @@ Weights are saved with their metadata in one file; ``load_model`` checks it.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..provenance import file_sha256
 
 TILE_PX = 256
 TILE_MPP = 0.5
@@ -54,11 +54,7 @@ def save_model(model: TileNet, path: Path, meta: dict) -> str:
     torch.save({"format": FORMAT, "width": model.head.in_features // 12, "state_dict": model.state_dict(),
                 "meta": meta}, tmp)
     tmp.replace(path)
-    return file_digest(path)
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return file_sha256(path)
 
 
 def load_model(path: str | Path | None = None, device: str = "cpu") -> tuple[TileNet, dict]:
@@ -76,7 +72,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> tuple[Til
     model = TileNet(blob["width"]).to(device)
     model.load_state_dict(blob["state_dict"])
     model.eval()
-    return model, {**blob["meta"], "sha256": file_digest(path)}
+    return model, {**blob["meta"], "sha256": file_sha256(path)}
 
 
 @torch.no_grad()

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
+from .._version import SOFTWARE
 from ..errors import InputError
-from ..guidelines import CLASSES
+from ..schema import CLASSES
 from ..io.writers import atomic_write_bytes, write_image
 from .datasets import TileSet, load_tile_set, read_tile
 from .metrics import confusion, qwk
@@ -158,7 +158,7 @@ def train(dataset: str | Path, out: str | Path, epochs: int = 30, device: str = 
             improved = val["qwk"] > state["best_qwk"]
             state["history"].append({"epoch": ep + 1, "loss": total / steps, "val_qwk": val["qwk"],
                                      "val_accuracy": val["accuracy"], "train_seconds": train_s})
-            meta = {"software": f"her2path {__version__}", "tile_px": TILE_PX, "tile_mpp": TILE_MPP,
+            meta = {"software": SOFTWARE, "tile_px": TILE_PX, "tile_mpp": TILE_MPP,
                     "classes": list(CLASSES), "dataset": str(dataset), "tiles": len(ts), "train_tiles": len(tr),
                     "val_tiles": len(va), "seed": seed, "epoch": ep + 1, "val": val,
                     "init": str(init) if init else None}

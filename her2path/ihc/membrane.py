@@ -24,7 +24,8 @@ A cell is stained only if its strongest quarter-perimeter arc rises above
 noise measured in the cytoplasm: a faint membrane is a continuous arc, noise
 is not, and the threshold follows the JPEG noise of each image.
 Completeness is the fraction of stained rays (angular coverage); intensity the
-median membrane OD above the cytoplasm over the stained rays.
+median membrane OD above the cytoplasm over the stained rays. The class these
+make is decided by ``rules.ihc.cell_classes``, not here.
 """
 from __future__ import annotations
 
@@ -36,22 +37,15 @@ import numpy as np
 from ..config import MembraneConfig
 from .cells import Cells
 
-CLASS_NAMES = np.array(["0", "1+", "2+", "3+"], dtype=object)
-
-
 @dataclass
-class MembraneCalls:
+class Membranes:
+    """Membrane measurements of the cells of one tile, one entry per cell."""
+
     completeness: np.ndarray   # (n,) 0-1, fraction of the perimeter stained
     intensity: np.ndarray      # (n,) DAB OD of the stained membrane above the cytoplasm
     cytoplasm: np.ndarray      # (n,) DAB OD of the cytoplasm (blush shows here)
-    arc_signal: np.ndarray     # (n,) strongest quarter-perimeter mean of membrane OD above the cytoplasm
     noise_od: float            # DAB noise of the field (robust sd in the cytoplasm), OD
-    arc_threshold: float       # the faint-arc threshold used: arc_faint_od + noise_factor * noise_od
-    cls: np.ndarray            # (n,) object array "0", "1+", "2+", "3+"
-    basolateral: np.ndarray    # (n,) bool, intense but incomplete (U-shaped) membrane
-    ray_excess: np.ndarray | None = None   # (n, rays) membrane OD above the cytoplasm per ray
-    ray_stained: np.ndarray | None = None  # (n, rays) bool, ray 0 points to +x, counter-clockwise in y-down
-    edge_px: np.ndarray | None = None      # (n, rays) distance from the centre to the cell boundary, px
+    edge_px: np.ndarray        # (n, rays) distance from the centre to the cell boundary, px
 
 
 def _circular_mean(a: np.ndarray, width: int) -> np.ndarray:
@@ -111,13 +105,12 @@ def neighbour_levels(excess: np.ndarray, neighbour: np.ndarray, overlap: float) 
 
 
 def measure_membranes(dab: np.ndarray, cells: Cells, mpp: float,
-                      cfg: MembraneConfig = MembraneConfig(), max_radius_um: float = 12.0,
-                      gastric: bool = False) -> MembraneCalls:
+                      cfg: MembraneConfig = MembraneConfig(), max_radius_um: float = 12.0) -> Membranes:
     """Measure every cell of ``cells`` on the DAB OD image ``dab`` (same grid, ``mpp`` um/px)."""
     n = len(cells)
     if n == 0:
         z = np.zeros(0)
-        return MembraneCalls(z, z, z, z, 0.0, 0.0, np.zeros(0, object), np.zeros(0, bool))
+        return Membranes(z, z, z, 0.0, np.zeros((0, cfg.rays), np.float32))
     K = cfg.rays
     step = 0.5                                       # px between samples along a ray
     radii = np.arange(0, max_radius_um / mpp + 3 / mpp, step, dtype=np.float32)
@@ -166,32 +159,5 @@ def measure_membranes(dab: np.ndarray, cells: Cells, mpp: float,
     # strongest quarter-perimeter mean separates faint 1+ membranes from JPEG noise.
     arc_signal = _circular_mean(own, K // 4).max(axis=1)
     stained = (own > cfg.faint_od) & (arc_signal > arc_threshold)[:, None]
-    completeness = stained.mean(axis=1)
-    intensity = _masked_median(own, stained)
-    calls = classify_cells(completeness, intensity, cytoplasm, cfg, gastric)
-    calls.arc_signal, calls.noise_od, calls.arc_threshold = arc_signal, noise_od, arc_threshold
-    calls.ray_excess, calls.ray_stained = own.astype(np.float32), stained
-    calls.edge_px = radii[np.minimum(edge, R - 1)].astype(np.float32)
-    return calls
-
-
-def classify_cells(completeness, intensity, cytoplasm, cfg: MembraneConfig = MembraneConfig(),
-                   gastric: bool = False) -> MembraneCalls:
-    """Per-cell class from completeness and intensity (thresholds in ``cfg``).
-
-    Breast: intense complete 3+; weak-to-moderate complete 2+; intense but
-    incomplete over >= ``basolateral_fraction`` (U-shaped) 2+ with a flag;
-    any other membrane staining 1+. Gastric: U-shaped counts as complete.
-    """
-    completeness = np.asarray(completeness, float)
-    intensity = np.asarray(intensity, float)
-    complete = completeness >= cfg.complete_fraction
-    stained = (completeness >= cfg.min_stained_fraction) & (intensity > 0)
-    intense, weak = intensity >= cfg.intense_od, intensity >= cfg.weak_od
-    baso = intense & ~complete & (completeness >= cfg.basolateral_fraction)
-    level = np.where(stained, 1, 0)
-    level = np.where(complete & weak, 2, level)
-    level = np.where(complete & intense, 3, level)
-    level = np.where(baso, 3 if gastric else 2, level)
-    return MembraneCalls(completeness, intensity, np.asarray(cytoplasm, float), intensity.copy(), 0.0, 0.0,
-                         CLASS_NAMES[level], baso)
+    return Membranes(stained.mean(axis=1), _masked_median(own, stained), cytoplasm.astype(float), noise_od,
+                     radii[np.minimum(edge, R - 1)].astype(np.float32))

@@ -86,3 +86,40 @@ def read_fluorescence(path: str | Path, channels: tuple[str, ...] = DEFAULT_CHAN
     if mpp is not None and not mpp > 0:
         raise MppError(f"--mpp must be positive, got {mpp}", path, MPP_FIX)
     return FluorescenceField(path, named, mpp or plausible_mpp(meta_mpp), bits)
+
+
+MAX_FIELD_VALUES = 64 * 2**20   # a FISH field is a camera frame: an image with more values is a slide
+
+
+def is_fluorescence_field(path: str | Path, fmt: str | None = None) -> bool:
+    """Whether an image file is a FISH field: a multichannel stack, or an RGB image on a dark background.
+
+    A TIFF is judged from its shape first, so a tiled whole-slide TIFF is never
+    read whole and a CYX stack is not read at all; other images are read and
+    their median compared with 30% of full scale. Unreadable files are not fields.
+    """
+    path = Path(path)
+    try:
+        fmt = fmt or sniff_format(path)
+    except OSError:
+        return False
+    if fmt not in ("png", "jpeg", "tiff", "generic-tiff"):
+        return False
+    if "tiff" in fmt:
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tf:
+                if np.prod(tf.pages[0].shape) > MAX_FIELD_VALUES:
+                    return False
+                shape = tf.series[0].shape
+        except Exception:   # tifffile raises many kinds on damaged files: not a readable field
+            return False
+        if len(shape) == 3 and shape[0] <= 8 < shape[-1]:
+            return True
+    try:
+        data, _ = read_plain(path, "tiff" if "tiff" in fmt else fmt)
+    except InputError:
+        return False
+    top = np.iinfo(data.dtype).max if np.issubdtype(data.dtype, np.integer) else 1.0
+    return float(np.median(data)) < 0.3 * top

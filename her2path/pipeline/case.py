@@ -11,28 +11,36 @@ from ..io.writers import atomic_write_bytes
 from ..schema import CaseResult
 from .ihc_slide import score_ihc
 from .ish_case import count_ish
+from .layout import CaseLayout
 from .outputs import write_ihc_outputs
+from .report import write_report
+from .results_store import write_checksums
 
 
 def run_case(ihc=None, ish=None, out: str | Path | None = None, guideline: str = "breast",
              channels=DEFAULT_CHANNELS, brightfield: bool = False, mpp: float | None = None,
              ish_mpp: float | None = None, case_id: str | None = None, workers: int | None = None,
              progress: bool = False, config: str | Path | None = None) -> CaseResult:
-    """Score the IHC slide, count the ISH fields, classify; with ``out``: ihc/, ish/ and result.json.
+    """Score the IHC slide, count the ISH fields, classify.
 
-    ``result.json`` is written last (atomically), so its presence marks a finished case.
+    With ``out``: ihc/, ish/, result.json, report.html and checksums.sha256
+    (``layout``). ``result.json`` is written after the IHC and ISH outputs
+    (atomically), and the checksums last of all.
     """
-    out = Path(out) if out else None
+    lay = CaseLayout(out) if out else None
+    settings = load_settings(config)
     ihc_result = ish_result = None
     if ihc:
         with open_image(ihc, mpp=mpp) as slide:
-            ihc_result = score_ihc(slide, guideline=guideline, workers=workers, progress=progress,
-                                   settings=load_settings(config) if config else None)
-            if out:
-                write_ihc_outputs(ihc_result, slide, out / "ihc")
+            ihc_result = score_ihc(slide, guideline=guideline, workers=workers, progress=progress, settings=settings)
+            if lay:
+                write_ihc_outputs(ihc_result, slide, lay.ihc.root)
     if ish:
-        ish_result = count_ish(ish, channels, ish_mpp, brightfield, guideline, out / "ish" if out else None)
+        ish_result = count_ish(ish, channels, ish_mpp, brightfield, guideline, lay.ish.root if lay else None,
+                               settings=settings)
     result = classify(ihc_result, ish_result, guideline, case_id=case_id)
-    if out:
-        atomic_write_bytes(out / "result.json", (result.to_json() + "\n").encode())
+    if lay:
+        atomic_write_bytes(lay.result, (result.to_json() + "\n").encode())
+        write_report(lay.root)
+        write_checksums(lay.root)
     return result

@@ -12,8 +12,8 @@ from ..io.fluorescence import read_fluorescence
 from ..io.tiling import tile_grid
 from ..synthetic.sample import build_sample_case
 from .case import run_case
+from .layout import CaseLayout
 from .outputs import tile_overview
-from .report import write_report
 
 
 def run_demo(out: Path) -> int:
@@ -29,22 +29,22 @@ def run_demo(out: Path) -> int:
         grid = tile_grid(slide)
         overview = tile_overview(slide, grid, out / "tiles.png")
     result = run_case(case.slide, case.fish, out / "case", case_id="sample", progress=True)
-    report = write_report(out / "case")
+    report = CaseLayout(out / "case").report_html
     ihc, ish = result.ihc, result.ish
     table.add_row("slide", f"{info.format} {info.width}x{info.height} px, {len(info.levels)} levels, "
                            f"{info.mpp} um/px", "")
     table.add_row("tissue", f"{grid.tissue.fraction:.0%} of the slide; {len(grid)} tiles of "
                             f"{grid.tile_um:g} um at {grid.mpp} um/px; {overview.name}", "")
-    pct = ", ".join(f"{k} {v:.0f}%" for k, v in ihc["percent_cells"].items())
+    pct = ", ".join(f"{k} {v:.0f}%" for k, v in ihc.percent_cells.items())
     tpct = ", ".join(f"{k} {v:.0f}%" for k, v in truth["ihc"]["percent_cells"].items())
-    table.add_row("IHC", f"HER2 {ihc['score']} ({ihc['sub_label']}); {ihc['tumour_cells']} tumour cells: {pct}; "
-                         f"{len(ihc['flagged_tiles'])} tiles flagged by the tile model",
+    table.add_row("IHC", f"HER2 {ihc.score} ({ihc.sub_label}); {ihc.tumour_cells} tumour cells: {pct}; "
+                         f"{len(ihc.flagged_tiles)} tiles flagged by the tile model",
                   f"{truth['ihc']['score']}; {truth['ihc']['tumour_cells']} cells: {tpct}")
     for p in case.fish:
         f = read_fluorescence(p)
         table.add_row(f"FISH {p.name}", f"{f.shape[1]}x{f.shape[0]} px, {f.bit_depth}-bit, {f.mpp} um/px", "")
-    table.add_row("ISH", f"{ish['call']} (group {ish['group']}): ratio {ish['ratio']:.2f}, "
-                         f"HER2 {ish['her2_per_cell']:.2f}/cell, {ish['nuclei']} nuclei",
+    table.add_row("ISH", f"{ish.call} (group {ish.group}): ratio {ish.ratio:.2f}, "
+                         f"HER2 {ish.her2_per_cell:.2f}/cell, {ish.nuclei} nuclei",
                   f"ratio {truth['ish']['ratio']:.2f}, HER2 {truth['ish']['her2_per_cell']:.2f}/cell, "
                   f"{truth['ish']['nuclei']} nuclei")
     table.add_row("status", f"HER2 {result.status}" + (f" (HER2-{result.sub_label})" if result.sub_label else "")

@@ -1,34 +1,23 @@
 """``score_ihc``: an IHC slide or image end to end, tile by tile in worker processes."""
 from __future__ import annotations
 
-import hashlib
 import multiprocessing as mp
 import os
-from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .._version import SOFTWARE
 from ..config import Settings, load_settings
-from ..guidelines import CLASSES, Guideline, ihc_decision, load_guideline
-from ..ihc.score import TileCells, analyze_tile, core_cells, tile_score
 from ..ihc.stain import Stains, stains_for
+from ..ihc.tile import TileCells, analyze_tile, core_cells
 from ..io.slide import ArrayImage, SlideImage, open_image
 from ..io.tiling import Tile, TileGrid, tile_grid
-from ..schema import CellTable, IhcResult, Provenance, StainInfo, TileResult
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def array_sha256(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+from ..provenance import array_sha256, digest_files, digest_model, file_sha256
+from ..rules.flags import ihc_warnings, near_cutoff_reason
+from ..rules.ihc import cell_classes, ihc_decision, tile_score
+from ..rules.tables import Guideline, load_guideline
+from ..schema import CLASSES, CellTable, IhcResult, Provenance, StainInfo, TileResult
+from .workers import limit_threads, single_threaded_children
 
 
 def glass_white(slide: SlideImage, grid: TileGrid) -> np.ndarray:
@@ -66,21 +55,14 @@ def choose_stains(slide: SlideImage, grid: TileGrid, settings: Settings, white) 
 _W: dict = {}
 
 
-def _init_worker(source, mpp, grid, stains, settings, guideline, white, single_thread=False):
-    if single_thread:   # one OpenCV thread per worker process: no oversubscription of the cores
-        import cv2
-
-        cv2.setNumThreads(1)
+def _init_worker(source, mpp, grid, stains, settings, white, single_thread=False):
+    if single_thread:   # one thread per worker process: no oversubscription of the cores
+        limit_threads(torch_too=settings.tile_model.enabled)
     slide = source if isinstance(source, SlideImage) else open_image(source, mpp=mpp)
-    _W.update(slide=slide, grid=grid, stains=stains, settings=settings, guideline=guideline, white=white,
-              model=None)
+    _W.update(slide=slide, grid=grid, stains=stains, settings=settings, white=white, model=None)
     if settings.tile_model.enabled:
-        import torch
-
         from ..classify.model import load_model
 
-        if single_thread:
-            torch.set_num_threads(1)
         _W["model"] = load_model(settings.tile_model.path)[0]
 
 
@@ -91,7 +73,7 @@ def _tile_job(index: int) -> tuple[int, TileCells, np.ndarray | None]:
     margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
     rgb = _read_with_margin(slide, tile, grid.mpp, margin)
     white = float(np.mean(_W["white"]))
-    tc = analyze_tile(rgb, grid.mpp, _W["stains"], settings.ihc, _W["guideline"], white)
+    tc = analyze_tile(rgb, grid.mpp, _W["stains"], settings.ihc, white)
     probs = None
     if _W["model"] is not None:
         from ..classify.model import tile_probabilities
@@ -101,26 +83,8 @@ def _tile_job(index: int) -> tuple[int, TileCells, np.ndarray | None]:
     return index, core_cells(tc, margin, tile.size), probs
 
 
-@contextmanager
-def _single_threaded_children():
-    """Environment for spawned workers: one BLAS/OpenMP thread each (the pool is the parallelism;
-    spinning BLAS threads in every worker would oversubscribe the cores)."""
-    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: "1" for k in keys})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, guideline, white,
-               workers: int, progress):
-    args = (source, slide.mpp_or_none, grid, stains, settings, guideline, white)
+def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, white, workers: int, progress):
+    args = (source, slide.mpp_or_none, grid, stains, settings, white)
     n = len(grid.tiles)
     bar = None
     report = progress if callable(progress) else None
@@ -144,7 +108,7 @@ def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, guid
             # path in each worker; in-memory images are sent to them.
             src = slide if isinstance(slide, ArrayImage) else source
             ctx = mp.get_context("spawn")
-            with _single_threaded_children():
+            with single_threaded_children():
                 pool = ctx.Pool(workers, initializer=_init_worker, initargs=(src, *args[1:], True))
             jobs = pool.imap(_tile_job, range(n), chunksize=1)
         for index, tc, probs in jobs:
@@ -198,55 +162,54 @@ def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "bre
         digest = file_sha256(image.path) if image.path.is_file() else array_sha256(image.array)
     else:
         slide, source = open_image(image, mpp=mpp), str(image)
-        digest = file_sha256(image)
+        digest = digest_files([image])
     scan_mpp = slide.mpp                               # raises MppError when unknown
     plain = isinstance(slide, ArrayImage)   # a snapshot or ROI: may have no glass to measure
     grid = tile_grid(slide, settings, whole_image=plain)
     white = np.full(3, 255.0, np.float32) if plain else glass_white(slide, grid)
     stains = choose_stains(slide, grid, settings, white)
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-    results = _run_tiles(source, slide, grid, stains, settings, table, white, workers, progress)
+    results = _run_tiles(source, slide, grid, stains, settings, white, workers, progress)
     return assemble(results, slide, grid, stains, settings, table, digest, scan_mpp)
 
 
 def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) -> IhcResult:
-    """Turn per-tile cells (and tile-model probabilities) into the slide result (level-0 px)."""
+    """Turn per-tile measurements (and tile-model probabilities) into the slide result (level-0 px).
+
+    The rules decide: each cell's class (``rules.ihc.cell_classes``), each
+    tile's and the slide's score (``rules.ihc``) and the warnings (``rules.flags``).
+    """
     model_sha = None
     if settings.tile_model.enabled:
-        from ..classify.model import DEFAULT_MODEL, file_digest
+        from ..classify.model import DEFAULT_MODEL
 
-        model_sha = file_digest(settings.tile_model.path or DEFAULT_MODEL)
+        model_sha = file_sha256(settings.tile_model.path or DEFAULT_MODEL)
     k = grid.mpp / scan_mpp
     margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
     cols = {name: [] for name in ("x", "y", "cls", "completeness", "intensity", "cytoplasm", "basolateral",
                                   "tile", "outline", "nucleus_radius")}
-    non_tumour, tiles = [], []
+    non_tumour, tiles, flagged = [], [], []
     excluded = 0
-    no_dab = True
-    noise = []
-    flagged = []
     for i, (tile, (tc, probs)) in enumerate(zip(grid.tiles, results)):
         x0 = tile.x + (tc.xy[:, 0] - margin) * k
         y0 = tile.y + (tc.xy[:, 1] - margin) * k
         keep = tc.tumour & ~tc.excluded
         excluded += int((tc.tumour & tc.excluded).sum())
+        calls = cell_classes(tc.completeness[keep], tc.intensity[keep], settings.ihc.cell_class,
+                             table.ihc.u_shaped_complete, stains.dab_absent)
         cols["x"] += np.round(x0[keep], 2).tolist()
         cols["y"] += np.round(y0[keep], 2).tolist()
-        cols["cls"] += tc.cls[keep].tolist()
+        cols["cls"] += calls.cls.tolist()
         cols["completeness"] += np.round(tc.completeness[keep], 4).tolist()
         cols["intensity"] += np.round(tc.intensity[keep], 4).tolist()
         cols["cytoplasm"] += np.round(tc.cytoplasm[keep], 4).tolist()
-        cols["basolateral"] += tc.basolateral[keep].tolist()
+        cols["basolateral"] += calls.basolateral.tolist()
         cols["tile"] += [i] * int(keep.sum())
         cols["outline"] += np.round(tc.outline[keep] * k, 1).tolist()
         cols["nucleus_radius"] += np.round(tc.nucleus_radius[keep] * k, 1).tolist()
         non_tumour += [(round(float(a), 2), round(float(b), 2)) for a, b in zip(x0[~tc.tumour], y0[~tc.tumour])]
-        no_dab &= tc.no_dab
-        if keep.any():
-            noise.append(tc.noise_od)
-        cls = tc.cls[keep]
         xy_um = np.c_[x0[keep], y0[keep]] * scan_mpp
-        measured, near = tile_score(cls, xy_um, table)
+        measured, near = tile_score(calls.cls, xy_um, table)
         model_score = CLASSES[int(np.argmax(probs))] if probs is not None else None
         flag = bool(model_score and measured and model_score != measured
                     and keep.sum() >= settings.tile_model.min_tumour_cells)
@@ -255,38 +218,20 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) ->
         tiles.append(TileResult(
             index=i, col=tile.col, row=tile.row, x=tile.x, y=tile.y, width=tile.width0, height=tile.height0,
             tumour_cells=int(keep.sum()), non_tumour_cells=int((~tc.tumour).sum()),
-            counts={c: int((cls == c).sum()) for c in CLASSES},
+            counts={c: int((calls.cls == c).sum()) for c in CLASSES},
             score=measured, defocus_fraction=round(tc.defocus_fraction, 4), noise_od=round(tc.noise_od, 5),
             model_score=model_score, flagged=flag, near_cutoff=near,
             model_probability=[round(float(v), 4) for v in probs] if probs is not None else None))
     xy_um = np.c_[cols["x"], cols["y"]] * scan_mpp if cols["x"] else np.zeros((0, 2))
     decision = ihc_decision(cols["cls"], xy_um, table)
-    warnings = []
     n = len(cols["x"])
-    if n == 0:
-        warnings.append("no invasive tumour cells found: the score is not meaningful; check the slide")
-    elif n < 200:
-        warnings.append(f"only {n} tumour cells scored: fewer than a pathologist would read")
-    if stains.dab_absent:
-        warnings.append(f"no DAB found on the slide ({stains.source[8:]}): every cell scored 0; "
-                        "is this an H&E slide rather than HER2 IHC?")
-    elif no_dab:
-        warnings.append("no membrane DAB staining found anywhere: scored 0; check that this is a HER2 IHC "
-                        "slide (an unstained control scores 0 too)")
-    if excluded:
-        warnings.append(f"{excluded} tumour cells in out-of-focus tissue were left out of the score; "
-                        "consider rescanning")
-    if stains.source.startswith("fallback: estimate"):
-        warnings.append(f"stain vectors not estimated ({stains.source[10:]}); defaults used")
-    if flagged:
-        compared = sum(t.tumour_cells >= settings.tile_model.min_tumour_cells for t in tiles)
-        warnings.append(f"{len(flagged)} of {compared}"
-                        " tiles where the tile model's score differs from the measured one: review them "
-                        "(flagged tiles)")
-    reasons = [decision.reason]
-    if decision.near_cutoff:
-        reasons.append("near a cut-off: the deciding percentage is within "
-                       f"{table.ihc.near_cutoff_points:g} points of it; review the slide")
+    warnings = ihc_warnings(
+        tumour_cells=n, excluded_cells=excluded, dab_absent=stains.dab_absent,
+        no_membrane_dab=all(c == "0" for c in cols["cls"]),
+        stain_fallback=stains.source[10:] if stains.source.startswith("fallback: estimate") else None,
+        flagged=len(flagged), compared=sum(t.tumour_cells >= settings.tile_model.min_tumour_cells for t in tiles),
+        dab_note=stains.source[8:])
+    reasons = [decision.reason] + ([near_cutoff_reason(table.ihc.near_cutoff_points)] if decision.near_cutoff else [])
     w, h = slide.dimensions
     return IhcResult(
         score=decision.score, sub_label=decision.sub_label, percent_cells=decision.percent,
@@ -297,13 +242,6 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) ->
                          dab=tuple(round(v, 4) for v in stains.dab), source=stains.source),
         width=w, height=h, tiles=tiles, cells=CellTable(**cols), non_tumour_xy=non_tumour,
         provenance=Provenance(
-            software=f"her2path {__version__}", config_sha256=settings.digest(),
-            guideline_sha256=_digest_model(table), input_path=str(slide.path), input_sha256=digest,
-            mpp_used=grid.mpp, model_sha256=model_sha),
+            software=SOFTWARE, config_sha256=settings.digest("ihc"), guideline_sha256=digest_model(table),
+            input_path=str(slide.path), input_sha256=digest, mpp_used=grid.mpp, model_sha256=model_sha),
     )
-
-
-def _digest_model(model) -> str:
-    import json
-
-    return hashlib.sha256(json.dumps(model.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()

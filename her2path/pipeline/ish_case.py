@@ -8,19 +8,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import __version__
-from ..config import load_settings
+from .._version import SOFTWARE
+from ..config import IshConfig, Settings, load_settings
 from ..errors import InputError, MppError
-from ..guidelines import Guideline, load_guideline
 from ..io.fluorescence import DEFAULT_CHANNELS, read_fluorescence
 from ..io.slide import MPP_FIX, open_image, sniff_format
 from ..io.writers import atomic_write_bytes, write_image
-from ..ish.score import BLEED_JPEG, analyse_field, brightfield_channels, count_case
+from ..ish.count import analyse_field, brightfield_channels, count_case
+from ..provenance import digest_files, digest_model
+from ..rules.flags import ish_warnings
+from ..rules.ish import ish_decision
+from ..rules.tables import Guideline, load_guideline
 from ..schema import IshResult, NucleusTable, Provenance
-from .ihc_slide import _digest_model, file_sha256
-
-FISH_SIGMA_UM = 0.15        # PSF sigma of one FISH signal
-BRIGHTFIELD_SIGMA_UM = 0.21  # one chromogenic dot
+from .layout import IshLayout
 
 
 def _expand(inputs) -> list[Path]:
@@ -37,12 +37,12 @@ def _expand(inputs) -> list[Path]:
     return out
 
 
-def _load(path: Path, channels, mpp, brightfield) -> tuple[dict, float, np.ndarray]:
+def _load(path: Path, channels, mpp, brightfield, cfg: IshConfig) -> tuple[dict, float, np.ndarray]:
     """Channels (nuclear, her2, cep17), um/px and an RGB view for the overlay."""
     if brightfield:
         img = open_image(path, mpp=mpp)
         rgb = img.read_region(0, 0, 0, *img.dimensions)
-        return brightfield_channels(rgb), img.mpp, rgb
+        return brightfield_channels(rgb, cfg.brightfield), img.mpp, rgb
     f = read_fluorescence(path, channels, mpp)
     if f.mpp is None:
         raise MppError("pixel size (mpp) unknown: the file's metadata does not give it", path,
@@ -54,61 +54,70 @@ def _load(path: Path, channels, mpp, brightfield) -> tuple[dict, float, np.ndarr
 
 
 def count_ish(inputs, channels=DEFAULT_CHANNELS, mpp: float | None = None, brightfield: bool = False,
-              guideline: str | Guideline = "breast", out: str | Path | None = None) -> IshResult:
-    """Count ERBB2 and CEP17 per nucleus over the fields of one case and call it by guideline."""
+              guideline: str | Guideline = "breast", out: str | Path | None = None,
+              settings: Settings | None = None) -> IshResult:
+    """Count ERBB2 and CEP17 per nucleus over the fields of one case and call it by guideline.
+
+    Parameters
+    ----------
+    inputs : path or list of paths
+        Field images, or folders of them, of one case.
+    channels : tuple of str
+        Channel order of multichannel TIFFs (RGB composites: red HER2, green CEP17, blue DAPI).
+    mpp : float, optional
+        Pixel size in um/px, overriding the files' metadata.
+    brightfield : bool
+        Brightfield dual ISH (black silver HER2, red CEP17 dots, hematoxylin nuclei).
+    guideline : str or Guideline
+    out : path, optional
+        Folder for result.json, nuclei.csv and an overlay per field.
+    settings : Settings, optional
+        Its ``ish`` section is used (default: configs/default.yaml).
+    """
+    cfg = (settings or load_settings()).ish
     table = guideline if isinstance(guideline, Guideline) else load_guideline(guideline)
     paths = _expand([inputs] if isinstance(inputs, (str, Path)) else inputs)
-    sigma = BRIGHTFIELD_SIGMA_UM if brightfield else FISH_SIGMA_UM
     signals, views, mpps = [], [], []
     for p in paths:
-        ch, m, view = _load(p, channels, mpp, brightfield)
-        sig = analyse_field(ch, m, sigma)
-        if not brightfield and sniff_format(p) == "jpeg":
-            sig.bleed = BLEED_JPEG     # lossy shared chroma: each spot echoes in the other colour
+        ch, m, view = _load(p, channels, mpp, brightfield, cfg)
+        sig = analyse_field(ch, m, cfg, brightfield, jpeg=sniff_format(p) == "jpeg")
         if len(sig.nuclei.xy) == 0:
             raise InputError("no nuclei found in the field", p,
                              "check the channel order (--channels) or that this is a FISH field")
         signals.append(sig)
         views.append(view)
         mpps.append(m)
-    case = count_case(signals, table)
-    warnings = []
-    if case["heterogeneous"]:
-        warnings.append(f"heterogeneous: {case['amplified_percent']:.0f}% of nuclei have a ratio >= "
-                        f"{table.ish.ratio_cutoff:g}; a second population exceeds 10%: count and report it separately")
+    counts = count_case(signals, cfg)
+    d = ish_decision(*counts.arrays(), table, fields=len(paths))
     result = IshResult(
-        nuclei=case["nuclei"], her2_per_cell=case["her2_per_cell"], cep17_per_cell=case["cep17_per_cell"],
-        ratio=case["ratio"], group=case["group"], call=case["call"], reasons=case["reasons"],
-        next_step=case["next_step"], warnings=warnings, amplified_percent=case["amplified_percent"],
-        heterogeneous=case["heterogeneous"], guideline=table.name, mpp=float(np.mean(mpps)),
-        brightfield=brightfield, fields=[str(p) for p in paths],
-        single_signal={k: round(v, 5) for k, v in case["reference"].items()},
-        table=NucleusTable(**case["table"]),
-        provenance=Provenance(software=f"her2path {__version__}", config_sha256=load_settings().digest(),
-                              guideline_sha256=_digest_model(table), input_path=";".join(map(str, paths)),
-                              input_sha256=_digest_files(paths), mpp_used=float(np.mean(mpps))))
+        nuclei=d.nuclei, her2_per_cell=d.her2_per_cell, cep17_per_cell=d.cep17_per_cell,
+        ratio=d.ratio, group=d.group, call=d.call, reasons=d.reasons, next_step=d.next_step,
+        warnings=ish_warnings(d.heterogeneous, d.amplified_percent, table.ish.ratio_cutoff,
+                              table.ish.heterogeneity_percent),
+        amplified_percent=d.amplified_percent, heterogeneous=d.heterogeneous, guideline=table.name,
+        mpp=float(np.mean(mpps)), brightfield=brightfield, fields=[str(p) for p in paths],
+        single_signal={k: round(v, 5) for k, v in counts.reference.items()},
+        table=NucleusTable(**counts.table),
+        provenance=Provenance(software=SOFTWARE, config_sha256=digest_model(cfg),
+                              guideline_sha256=digest_model(table), input_path=";".join(map(str, paths)),
+                              input_sha256=digest_files(paths), mpp_used=float(np.mean(mpps))))
     if out:
         write_ish_outputs(result, signals, views, Path(out))
     return result
 
 
-def _digest_files(paths) -> str:
-    import hashlib
-
-    return hashlib.sha256("".join(file_sha256(p) for p in paths).encode()).hexdigest()
-
-
 def write_ish_outputs(result: IshResult, signals, views, out: Path) -> None:
-    """result.json, nuclei.csv (x, y, her2, cep17, ...) and overlay_N.png per field."""
+    """result.json, nuclei.csv (x, y, her2, cep17, ...) and overlay_N.png per field in ``out``."""
+    lay = IshLayout(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "result.json", (result.to_json() + "\n").encode())
+    atomic_write_bytes(lay.result, (result.to_json() + "\n").encode())
     t = result.table
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["x", "y", "her2", "cep17", "field", "evaluable", "why_not"])
     for row in zip(t.x, t.y, t.her2, t.cep17, t.field, t.evaluable, t.why_not):
         w.writerow([*row[:5], int(row[5]), row[6]])
-    atomic_write_bytes(out / "nuclei.csv", buf.getvalue().encode())
+    atomic_write_bytes(lay.nuclei_csv, buf.getvalue().encode())
     for i, (sig, view) in enumerate(zip(signals, views)):
         img = view.copy()
         labels = sig.nuclei.labels
@@ -123,4 +132,4 @@ def write_ish_outputs(result: IshResult, signals, views, out: Path) -> None:
         for blobs, color in ((sig.her2, (255, 60, 60)), (sig.cep17, (60, 255, 60))):
             for x, y in blobs.xy:
                 cv2.circle(img, (int(round(x)), int(round(y))), 5, color, 1, cv2.LINE_AA)
-        write_image(out / f"overlay_{i}.png", img)
+        write_image(lay.overlay(i), img)

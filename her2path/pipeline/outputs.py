@@ -17,6 +17,7 @@ from ..io.slide import SlideImage
 from ..io.tiling import TileGrid
 from ..io.writers import atomic_write_bytes, write_image
 from ..schema import IhcResult
+from .layout import IhcLayout
 
 CLASS_RGB = {"0": (70, 130, 230), "1+": (250, 210, 0), "2+": (255, 130, 0), "3+": (215, 20, 50)}
 NON_TUMOUR_RGB = (140, 140, 140)
@@ -191,15 +192,15 @@ def write_ihc_outputs(result: IhcResult, slide: SlideImage, out: str | Path) -> 
     """result.json, cells.csv, cells.geojson, heatmap.png, overlays/tile_N.png (representative
     tiles, cell outlines) and tiles/tile_N.jpg + tile_N_cells.jpg (plain and outlined views of the
     tiles to review, ``review_tiles``) in ``out``."""
-    out = Path(out)
-    (out / "overlays").mkdir(parents=True, exist_ok=True)
+    lay = IhcLayout(out)
+    lay.overlays.mkdir(parents=True, exist_ok=True)
     files = {
-        "result": write_json(result, out / "result.json"),
-        "cells_csv": cells_csv(result, out / "cells.csv"),
-        "geojson": cells_geojson(result, out / "cells.geojson"),
-        "heatmap": heatmap(result, slide, out / "heatmap.png"),
+        "result": write_json(result, lay.result),
+        "cells_csv": cells_csv(result, lay.cells_csv),
+        "geojson": cells_geojson(result, lay.cells_geojson),
+        "heatmap": heatmap(result, slide, lay.heatmap),
     }
-    (out / "tiles").mkdir(exist_ok=True)
+    lay.tiles.mkdir(exist_ok=True)
     shown, review = representative_tiles(result), review_tiles(result)
     by_tile: dict[int, list[int]] = {}
     for i, ti in enumerate(result.cells.tile):
@@ -208,8 +209,8 @@ def write_ihc_outputs(result: IhcResult, slide: SlideImage, out: str | Path) -> 
     for i in dict.fromkeys(shown + review):      # each tile read and drawn once
         plain, over = tile_views(result, slide, i, by_tile.get(i, []), non_tumour)
         if i in shown:
-            files[f"overlay_{i}"] = write_image(out / "overlays" / f"tile_{i:04d}.png", over)
+            files[f"overlay_{i}"] = write_image(lay.overlay(i), over)
         if i in review:
-            write_image(out / "tiles" / f"tile_{i:04d}.jpg", plain, result.mpp, quality=88)
-            write_image(out / "tiles" / f"tile_{i:04d}_cells.jpg", over, result.mpp, quality=88)
+            write_image(lay.tile_image(i), plain, result.mpp, quality=88)
+            write_image(lay.tile_image(i, cells=True), over, result.mpp, quality=88)
     return files

@@ -14,30 +14,30 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..io.writers import atomic_write_bytes
-from .app import find_case_dirs
+from ..pipeline.layout import BatchLayout, CaseLayout, find_case_dirs
 from .store import ReviewStore
 
 
 def export_dataset(out: str | Path, dataset: str | Path) -> dict[str, int]:
     """Copy every reviewed tile into ``dataset``; returns tiles per label."""
     out, dataset = Path(out), Path(dataset)
-    if not (out / "review.sqlite").is_file():
+    db = BatchLayout(out).review_db
+    if not db.is_file():
         raise InputError("no review decisions here (review.sqlite missing)", out, "review tiles with `her2path review`")
     dirs = find_case_dirs(out)
     rows, counts, scores = [], {}, {}
-    for (cid, kind, tile), d in sorted(ReviewStore(out / "review.sqlite").current().items(),
-                                       key=lambda kv: (kv[0][0], kv[0][2] or 0)):
-        if kind != "tile" or cid not in dirs:
+    for (key, kind, tile), d in sorted(ReviewStore(db).current().items(), key=lambda kv: (kv[0][0], kv[0][2] or 0)):
+        if kind != "tile" or key not in dirs:
             continue
-        if cid not in scores:
-            ihc = json.loads((dirs[cid] / "ihc" / "result.json").read_text())
-            scores[cid] = {t["index"]: t["score"] for t in ihc["tiles"]}
-        label = scores[cid][tile] if d.value == "accept" else d.value
-        src = dirs[cid] / "ihc" / "tiles" / f"tile_{tile:04d}.jpg"
-        rel = Path(label) / f"{cid}_tile{tile:04d}.jpg"
+        lay = CaseLayout(dirs[key])
+        if key not in scores:
+            ihc = json.loads(lay.ihc.result.read_text())
+            scores[key] = {t["index"]: t["score"] for t in ihc["tiles"]}
+        label = scores[key][tile] if d.value == "accept" else d.value
+        rel = Path(label) / f"{key}_tile{tile:04d}.jpg"
         (dataset / label).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dataset / rel)
-        rows.append([rel.as_posix(), label, cid, tile, d.reviewer, d.at, d.value])
+        shutil.copyfile(lay.ihc.tile_image(tile), dataset / rel)
+        rows.append([rel.as_posix(), label, key, tile, d.reviewer, d.at, d.value])
         counts[label] = counts.get(label, 0) + 1
     if not rows:
         raise InputError("no reviewed tiles to export", out, "score or accept tiles in `her2path review` first")

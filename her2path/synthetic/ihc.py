@@ -25,7 +25,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import expand_labels, find_boundaries
 
-from ..guidelines import CLASSES, IhcDecision, ihc_decision
+from ..rules.ihc import IhcDecision, ihc_decision
+from ..schema import CLASSES
 from ..io.writers import encode_jpeg
 
 ARTEFACTS = ("blush", "pigment", "defocus", "weak-counterstain")

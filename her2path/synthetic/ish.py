@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..guidelines import ish_group
+from ..rules.ish import ish_group
 from ..io.writers import encode_jpeg
 
 # (mean CEP17 per cell, mean HER2 per cell, amplicon clusters) giving each breast ISH group.

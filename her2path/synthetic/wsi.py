@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..guidelines import IhcDecision, ihc_decision
+from ..rules.ihc import IhcDecision, ihc_decision
 from ..io.writers import write_aperio_pyramid
 from .ihc import IhcFieldSpec, IhcTruth, render_ihc_field
 

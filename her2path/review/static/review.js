@@ -3,8 +3,15 @@
 const her2path = (() => {
   const csrf = document.querySelector('meta[name="csrf"]').content;
   const who = document.getElementById("reviewer");
-  who.value = localStorage.getItem("her2path.reviewer") || "reviewer";
-  who.addEventListener("change", () => localStorage.setItem("her2path.reviewer", who.value.trim() || "reviewer"));
+  who.value = localStorage.getItem("her2path.reviewer") || "";
+  who.addEventListener("change", () => localStorage.setItem("her2path.reviewer", who.value.trim()));
+  // Every decision is signed: no default name, the reviewer types theirs before the first one.
+  function reviewer() {
+    const name = who.value.trim();
+    if (!name) { who.classList.add("missing"); who.focus(); throw new Error("enter your name (top right) before the first decision"); }
+    who.classList.remove("missing");
+    return name;
+  }
   const cls = (s) => ({"0": "s0", "1+": "s1", "2+": "s2", "3+": "s3"}[s] || "");
   const esc = (t) => String(t ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 
@@ -28,8 +35,12 @@ const her2path = (() => {
     const cases = await api("/api/cases");
     const table = document.getElementById("case-table");
     table.className = "cases";
+    const bad = (c) => `<tr class="bad" data-key="${esc(c.key)}"><td>${esc(c.case_id)}</td>
+        <td><span class="badge st-${c.state === "failed" ? "failed" : "broken"}">${esc(c.state)}</span></td>
+        <td colspan="4" class="reason">${esc(c.reason)}</td></tr>`;
     table.innerHTML = "<tr><th>case</th><th>status</th><th>IHC</th><th>ISH</th><th>flags</th><th>review</th></tr>" +
-      cases.map((c) => `<tr data-case="${esc(c.case_id)}"><td><a href="/case/${encodeURIComponent(c.case_id)}">${esc(c.case_id)}</a></td>
+      cases.map((c) => c.state !== "ok" ? bad(c) : `<tr data-case="${esc(c.key)}"><td><a href="/case/${encodeURIComponent(c.key)}">${esc(c.case_id)}</a>
+        ${c.reason ? `<div class="reason">${esc(c.reason)}</div>` : ""}</td>
         <td><span class="badge st-${esc(c.status)}">${esc(c.status)}</span> ${c.sub_label ? "HER2-" + esc(c.sub_label) : ""}</td>
         <td>${c.ihc_score ? `<span class="badge ${cls(c.ihc_score)}">${esc(c.ihc_score)}</span>` : "-"}</td>
         <td>${c.ish_group ? "group " + c.ish_group : c.ratio != null ? "ratio " + c.ratio.toFixed(2) : "-"}</td>
@@ -46,8 +57,9 @@ const her2path = (() => {
     let data = await api("/api/cases/" + encodeURIComponent(id));
     let filter = "all", cells = true, sel = 0;
     const c = data.case;
-    root.innerHTML = `<h1>${esc(id)} <span class="badge st-${esc(c.status)}">HER2 ${esc(c.status)}</span>
-      ${c.sub_label ? `<span class="badge" style="background:#555">HER2-${esc(c.sub_label)}</span>` : ""}</h1>
+    root.innerHTML = `<h1>${esc(c.case_id || id)} <span class="badge st-${esc(c.status)}">HER2 ${esc(c.status)}</span>
+      ${c.sub_label ? `<span class="badge sub">HER2-${esc(c.sub_label)}</span>` : ""}</h1>
+      ${data.note ? `<p class="reason">${esc(data.note)}</p>` : ""}
       <div class="layout"><aside>
         <div class="panel"><h2>Slide</h2>
           ${data.ihc ? `<div>IHC <span class="badge ${cls(data.ihc.score)}">${esc(data.ihc.score)}</span> on ${data.ihc.tumour_cells} tumour cells:
@@ -58,7 +70,7 @@ const her2path = (() => {
           ${data.heatmap ? `<img id="heatmap" alt="heatmap" src="/files/${encodeURIComponent(id)}/heatmap.png">` : ""}</div>
         <div class="panel signoff"><h2>Sign-off</h2><div id="signoff-state"></div>
           <button id="accept-slide">Accept ${data.ihc ? "IHC " + esc(data.ihc.score) : "result"}</button>
-          <div style="margin-top:10px">Override IHC score: <select id="override-score">
+          <div class="override">Override IHC score: <select id="override-score">
             <option>0</option><option>1+</option><option>2+</option><option>3+</option></select>
           <textarea id="override-comment" placeholder="comment (required to override)"></textarea>
           <button class="alt" id="override-slide">Override</button></div></div>
@@ -105,7 +117,7 @@ const her2path = (() => {
       const t = visible()[sel];
       if (!t) return;
       try {
-        t.decision = await api(`/api/cases/${encodeURIComponent(id)}/tiles/${t.index}`, {value, reviewer: who.value || "reviewer"});
+        t.decision = await api(`/api/cases/${encodeURIComponent(id)}/tiles/${t.index}`, {value, reviewer: reviewer()});
         toast(`tile ${t.index}: ${value === "accept" ? "accepted " + t.score : value}`);
         sel = Math.min(sel + 1, visible().length - 1);
         draw();
@@ -113,7 +125,7 @@ const her2path = (() => {
     }
     async function signoff(value, comment) {
       try {
-        data.signoff = await api(`/api/cases/${encodeURIComponent(id)}/signoff`, {value, reviewer: who.value || "reviewer", comment});
+        data.signoff = await api(`/api/cases/${encodeURIComponent(id)}/signoff`, {value, reviewer: reviewer(), comment});
         toast("case signed off"); drawSignoff();
       } catch (e) { toast(e.message, true); }
     }
@@ -131,5 +143,7 @@ const her2path = (() => {
     });
     draw();
   }
+  const start = {cases: caseList, case: caseView}[document.body.dataset.page];
+  if (start) start();
   return {caseList, caseView};
 })();

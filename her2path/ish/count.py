@@ -1,0 +1,147 @@
+"""Per-nucleus ERBB2 and CEP17 counts over a case's fields (the call is ``rules.ish``'s)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ..config import BrightfieldConfig, IshConfig
+from ..optics import optical_density
+from .nuclei import IshNuclei, segment_nuclei
+from .spots import Blobs, copies_from_intensity, detect_blobs, single_reference
+
+
+@dataclass
+class FieldSignals:
+    nuclei: IshNuclei
+    her2: Blobs
+    cep17: Blobs
+    diameter_px: float   # one signal's diameter: blobs of both colours closer than this are one place
+    bleed: float         # share under which a co-located blob is taken for the other colour's echo
+
+
+def brightfield_channels(rgb: np.ndarray, cfg: BrightfieldConfig = BrightfieldConfig()) -> dict[str, np.ndarray]:
+    """Hematoxylin, silver (HER2) and red (CEP17) optical densities of a brightfield dual-ISH field.
+
+    Values are signed (noise is measured on them). Under dense silver the camera
+    is near black and the colour is lost, so the red image is blanked there
+    (``cfg.silver_opaque_od``, plus one pixel): a cluster's edge is not taken for CEP17.
+    """
+    m = np.array([cfg.hematoxylin, cfg.silver, cfg.red], float)
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    conc = optical_density(rgb).reshape(-1, 3) @ np.linalg.inv(m).astype(np.float32)
+    h, silver, red = (conc[:, i].reshape(rgb.shape[:2]) for i in range(3))
+    opaque = cv2.dilate((silver > cfg.silver_opaque_od).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    red[opaque] = np.median(red)
+    return {"nuclear": h, "her2": silver, "cep17": red}
+
+
+def analyse_field(channels: dict[str, np.ndarray], mpp: float, cfg: IshConfig = IshConfig(),
+                  brightfield: bool = False, jpeg: bool = False) -> FieldSignals:
+    """Nuclei and the signals of both probes in one field (channels: nuclear, her2, cep17).
+
+    ``jpeg``: the field is a lossy JPEG composite, whose shared chroma makes
+    every spot echo in the other colour (``cfg.spots.bleed_jpeg`` applies).
+    """
+    nc, sc = cfg.nuclei, cfg.spots
+    nuclei = segment_nuclei(channels["nuclear"], mpp, nc.min_area_um2, nc.max_area_um2, nc.split_distance_um,
+                            nc.min_solidity)
+    mask = nuclei.labels > 0
+    sigma_um = sc.brightfield_sigma_um if brightfield else sc.fish_sigma_um
+    bleed = sc.bleed_jpeg if jpeg and not brightfield else sc.bleed
+    return FieldSignals(nuclei, detect_blobs(channels["her2"], mpp, sigma_um, sc.k_noise, mask),
+                        detect_blobs(channels["cep17"], mpp, sigma_um, sc.k_noise, mask), 4 * sigma_um / mpp,
+                        bleed)
+
+
+def _owner(blobs: Blobs, labels: np.ndarray) -> np.ndarray:
+    """Nucleus label under each blob centre (0: outside every nucleus)."""
+    x = np.clip(np.round(blobs.xy[:, 0]).astype(int), 0, labels.shape[1] - 1)
+    y = np.clip(np.round(blobs.xy[:, 1]).astype(int), 0, labels.shape[0] - 1)
+    return labels[y, x]
+
+
+def _counts(blobs: Blobs, copies: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """Copies per nucleus; signals outside nuclei (debris, cytoplasm) are ignored."""
+    if len(blobs.xy) == 0:
+        return np.zeros(n, int)
+    owner = _owner(blobs, labels)
+    inside = owner > 0
+    return np.bincount(owner[inside] - 1, copies[inside], n).astype(int)
+
+
+def _pairs(f: FieldSignals) -> tuple[np.ndarray, np.ndarray]:
+    """(HER2 index, CEP17 index) of blobs of the two colours within one signal diameter."""
+    if len(f.her2.xy) == 0 or len(f.cep17.xy) == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    d, j = cKDTree(f.cep17.xy).query(f.her2.xy, distance_upper_bound=f.diameter_px)
+    i = np.flatnonzero(np.isfinite(d))
+    return i, j[i]
+
+
+def _copies(fields: list[FieldSignals], cluster_min: float, faint: float, rounds: int = 3) -> tuple[dict, list]:
+    """Single-signal references and the copies of every blob, bleed-through removed.
+
+    One spot seen in both colours (channel cross-talk, or a JPEG composite's
+    shared chroma) is kept in the colour where it is bright and dropped in the
+    one where it is under ``bleed`` of that (``spots.bleed``; ``spots.bleed_jpeg``
+    for JPEG composites), both in single-signal units. As
+    bleed-through can outnumber real signals, the references and the dropped
+    blobs are found together: each round takes the references from the
+    in-nucleus blobs still counted, then re-decides the pairs.
+    """
+    pairs = [_pairs(f) for f in fields]
+    inside = {p: [_owner(getattr(f, p), f.nuclei.labels) > 0 for f in fields] for p in ("her2", "cep17")}
+    counted = {p: [m.copy() for m in inside[p]] for p in inside}
+    for _ in range(rounds):
+        ref = {p: single_reference([getattr(f, p) for f in fields], counted[p]) for p in inside}
+        copies = []
+        for f, (i, j) in zip(fields, pairs):
+            h = copies_from_intensity(f.her2.integrated, ref["her2"], cluster_min, faint)
+            c = copies_from_intensity(f.cep17.integrated, ref["cep17"], cluster_min, faint)
+            if ref["her2"] > 0 and ref["cep17"] > 0:
+                uh, uc = f.her2.integrated[i] / ref["her2"], f.cep17.integrated[j] / ref["cep17"]
+                h[i[uh < f.bleed * uc]] = 0
+                c[j[uc < f.bleed * uh]] = 0
+            copies.append((h, c))
+        counted = {"her2": [m & (h > 0) for m, (h, _) in zip(inside["her2"], copies)],
+                   "cep17": [m & (c > 0) for m, (_, c) in zip(inside["cep17"], copies)]}
+    return ref, copies
+
+
+@dataclass
+class CaseCounts:
+    """Every nucleus of a case's fields with its counts, and the single-signal references."""
+
+    table: dict[str, list]           # columns of schema.NucleusTable
+    reference: dict[str, float]      # integrated intensity of one signal, per probe
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(HER2, CEP17, evaluable) per nucleus as arrays."""
+        t = self.table
+        return np.array(t["her2"], int), np.array(t["cep17"], int), np.array(t["evaluable"], bool)
+
+
+def count_case(fields: list[FieldSignals], cfg: IshConfig = IshConfig()) -> CaseCounts:
+    """Pool the fields: copies per nucleus (clusters estimated, bleed-through removed), and
+    which nuclei are evaluable (whole, not overlapping, signals of both colours)."""
+    ref, copies = _copies(fields, cfg.spots.cluster_min, cfg.spots.faint)
+    table = {k: [] for k in ("field", "x", "y", "her2", "cep17", "evaluable", "why_not")}
+    for i, (f, (hc, cc)) in enumerate(zip(fields, copies)):
+        n = len(f.nuclei.xy)
+        h = _counts(f.her2, hc, f.nuclei.labels, n)
+        c = _counts(f.cep17, cc, f.nuclei.labels, n)
+        why = list(f.nuclei.why_not)
+        for j in range(n):
+            if not why[j] and (h[j] == 0 or c[j] == 0):
+                why[j] = "signals of one colour only" if h[j] + c[j] else "no signal"
+        table["field"] += [i] * n
+        table["x"] += np.round(f.nuclei.xy[:, 0], 1).tolist()
+        table["y"] += np.round(f.nuclei.xy[:, 1], 1).tolist()
+        table["her2"] += h.tolist()
+        table["cep17"] += c.tolist()
+        table["evaluable"] += [w == "" for w in why]
+        table["why_not"] += why
+    return CaseCounts(table, ref)

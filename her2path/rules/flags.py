@@ -1,0 +1,84 @@
+"""Warnings and review flags: when a result needs a person to look, and what the words are.
+
+The thresholds are here, in one place: fewer than ``FEW_CELLS`` tumour cells
+is thin evidence (a pathologist reads hundreds), and a tile where the tile
+model and the measurement disagree is flagged when it holds at least
+``tile_model.min_tumour_cells`` tumour cells (settings).
+
+Examples
+--------
+>>> ihc_warnings(tumour_cells=120, excluded_cells=0, dab_absent=False, no_membrane_dab=False,
+...              stain_fallback=None, flagged=0, compared=0)
+['only 120 tumour cells scored: fewer than a pathologist would read']
+"""
+from __future__ import annotations
+
+from ..schema import IhcSummary, IshSummary
+
+FEW_CELLS = 200
+
+
+def ihc_warnings(tumour_cells: int, excluded_cells: int, dab_absent: bool, no_membrane_dab: bool,
+                 stain_fallback: str | None, flagged: int, compared: int, dab_note: str = "") -> list[str]:
+    """Warnings of an IHC result, from its figures.
+
+    Parameters
+    ----------
+    tumour_cells : int
+        Tumour cells scored.
+    excluded_cells : int
+        Tumour cells left out (out of focus).
+    dab_absent : bool
+        The stain estimate found no brown chromogen (e.g. an H&E slide); ``dab_note`` says why.
+    no_membrane_dab : bool
+        No tumour cell has any membrane staining.
+    stain_fallback : str or None
+        Why the stain vectors could not be estimated (None: estimated or configured).
+    flagged, compared : int
+        Tiles where the tile model disagrees, out of the tiles compared.
+    """
+    warnings = []
+    if tumour_cells == 0:
+        warnings.append("no invasive tumour cells found: the score is not meaningful; check the slide")
+    elif tumour_cells < FEW_CELLS:
+        warnings.append(f"only {tumour_cells} tumour cells scored: fewer than a pathologist would read")
+    if dab_absent:
+        warnings.append(f"no DAB found on the slide ({dab_note}): every cell scored 0; "
+                        "is this an H&E slide rather than HER2 IHC?")
+    elif no_membrane_dab:
+        warnings.append("no membrane DAB staining found anywhere: scored 0; check that this is a HER2 IHC "
+                        "slide (an unstained control scores 0 too)")
+    if excluded_cells:
+        warnings.append(f"{excluded_cells} tumour cells in out-of-focus tissue were left out of the score; "
+                        "consider rescanning")
+    if stain_fallback:
+        warnings.append(f"stain vectors not estimated ({stain_fallback}); defaults used")
+    if flagged:
+        warnings.append(f"{flagged} of {compared} tiles where the tile model's score differs from the measured "
+                        "one: review them (flagged tiles)")
+    return warnings
+
+
+def near_cutoff_reason(near_cutoff_points: float) -> str:
+    """The reason line of a slide whose deciding percentage lies near a cut-off."""
+    return f"near a cut-off: the deciding percentage is within {near_cutoff_points:g} points of it; review the slide"
+
+
+def ish_warnings(heterogeneous: bool, amplified_percent: float | None, ratio_cutoff: float,
+                 heterogeneity_percent: float) -> list[str]:
+    """Warnings of an ISH count: a second population of amplified (or non-amplified) nuclei."""
+    if not heterogeneous:
+        return []
+    return [f"heterogeneous: {amplified_percent:.0f}% of nuclei have a ratio >= {ratio_cutoff:g}; a second "
+            f"population exceeds {heterogeneity_percent:g}%: count and report it separately"]
+
+
+def ihc_flags(ihc: IhcSummary) -> list[str]:
+    """What a reviewer should look at in a case's IHC."""
+    flags = ["IHC: the deciding percentage lies near a cut-off; review the slide"] if ihc.near_cutoff else []
+    return flags + [f"IHC: {w}" for w in ihc.warnings]
+
+
+def ish_flags(ish: IshSummary) -> list[str]:
+    """What a reviewer should look at in a case's ISH."""
+    return [f"ISH: {w}" for w in ish.warnings]
