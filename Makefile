@@ -23,9 +23,11 @@ test: setup
 
 bench: setup
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
-	for b in tiling_memory ihc_accuracy ihc_speed ish_accuracy tile_model batch_speed; do $(PY) -m benchmarks.$$b || exit 1; done
+	for b in tiling_memory ihc_accuracy ihc_random ihc_speed ish_accuracy tile_model batch_speed; do $(PY) -m benchmarks.$$b || exit 1; done
+	# real cores (needs ../shared/data/real-labelled, or: python -m benchmarks.real_ihc DIR)
+	$(PY) -m benchmarks.real_ihc || true
 
-# The default tile model: generator tiles (seed 0), trained by our own `her2path train`.
+# The default tile model: randomised-generator tiles (seed 0), trained by our own `her2path train`.
 model: setup
 	$(PY) -m her2path.synthetic.tiles benchmarks/.cache/tiles/train --n 2400 --seed 0
 	$(VENV)/bin/her2path train benchmarks/.cache/tiles/train --out models/tile_model.pt --epochs 12 --seed 0 --restart

@@ -2,10 +2,12 @@
 
     python -m benchmarks.tile_model [--model models/tile_model.pt] [--device cpu|cuda]
 
-Datasets (generator, seeds used nowhere else; cached in benchmarks/.cache/tiles):
-test (400 tiles, seed 1), a second lab "lab-b" (redder DAB, bluer hematoxylin,
-30% weaker antibody): lab-b train (400, seed 2) and lab-b test (400, seed 3),
-and speed (2,500 tiles, seed 4: one epoch = 2,000 training tiles).
+Datasets (seeds used nowhere else; cached in benchmarks/.cache/tiles): test (400
+tiles of the randomised generator the default model was trained on, seed 1); a
+second lab "lab-b" drawn by the other, classic generator (redder DAB, bluer
+hematoxylin, 30% weaker antibody, round cells in cobblestone nests): lab-b train
+(400, seed 2) and lab-b test (400, seed 3); and speed (2,500 classic tiles, seed
+4: one epoch = 2,000 training tiles).
 
 Rows: the default model on test and on lab-b test; retrained from the default on
 lab-b train (``her2path train --init``) on both; the rule-based tile score on
@@ -32,15 +34,15 @@ from her2path.synthetic.tiles import write_tile_dataset
 
 from .common import CACHE, Timer, print_table, write_results
 
-SETS = {"test": (400, 1, "default"), "labb_train": (400, 2, "lab-b"), "labb_test": (400, 3, "lab-b"),
-        "speed": (2500, 4, "default")}
+SETS = {"test": (400, 1, "random", "default"), "labb_train": (400, 2, "classic", "lab-b"),
+        "labb_test": (400, 3, "classic", "lab-b"), "speed": (2500, 4, "classic", "default")}
 
 
 def dataset(name: str) -> Path:
-    n, seed, variant = SETS[name]
-    root = CACHE / "tiles" / name
+    n, seed, generator, variant = SETS[name]
+    root = CACHE / "tiles" / f"{name}-{generator}"
     if not (root / ".done").exists():
-        write_tile_dataset(root, n, seed, variant)
+        write_tile_dataset(root, n, seed, variant, generator)
         (root / ".done").write_text("ok")
     return root
 

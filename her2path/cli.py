@@ -33,7 +33,7 @@ def _print_json(obj) -> None:
 def cmd_info(args) -> int:
     from .io import open_image
 
-    with open_image(args.input, mpp=args.mpp) as img:
+    with open_image(args.input, mpp=args.mpp, force_mpp=args.force_mpp) as img:
         info = img.info()
     if args.json:
         _print_json(info.model_dump(mode="json"))
@@ -59,7 +59,7 @@ def cmd_ihc(args) -> int:
     from .pipeline.ihc_slide import score_ihc
     from .pipeline.outputs import write_ihc_outputs
 
-    with open_image(args.input, mpp=args.mpp) as slide:
+    with open_image(args.input, mpp=args.mpp, force_mpp=args.force_mpp) as slide:
         result = score_ihc(slide, guideline=args.guideline, workers=args.workers,
                            settings=load_settings(args.config) if args.config else None,
                            progress=not args.json and sys.stderr.isatty())
@@ -89,7 +89,8 @@ def _say(headline: str, items: list[str], marked: list[tuple[str, str]], out_not
 
 def _print_ihc(result, out) -> None:
     pct = "  ".join(f"{k}: {v:.1f}%" for k, v in result.percent_cells.items())
-    _say(f"[bold]HER2 IHC {result.score}[/bold] ({result.sub_label}) by {result.guideline}: "
+    score = f"{result.score}[/bold] ({result.sub_label})" if result.score else "no call[/bold]"
+    _say(f"[bold]HER2 IHC {score} by {result.guideline}: "
          f"{result.tumour_cells} tumour cells ({pct}); {result.non_tumour_cells} non-tumour cells",
          result.reasons, [("warning", w) for w in result.warnings],
          f"{out}/ (result.json, cells.csv, cells.geojson, heatmap.png, overlays/, tiles/)" if out else None)
@@ -101,7 +102,7 @@ def cmd_ish(args) -> int:
     from .pipeline.ish_case import count_ish
 
     result = count_ish(args.inputs, parse_channels(args.channels), args.mpp, args.brightfield,
-                       args.guideline, args.out, settings=load_settings(args.config))
+                       args.guideline, args.out, settings=load_settings(args.config), force_mpp=args.force_mpp)
     if args.json:
         _print_json(result.summary().model_dump(mode="json"))
         return 0
@@ -146,7 +147,7 @@ def cmd_case(args) -> int:
         raise InputError("a case needs an IHC slide (--ihc) and/or ISH fields (--ish)", fix="give --ihc and/or --ish")
     result = run_case(args.ihc, args.ish, args.out, args.guideline, parse_channels(args.channels),
                       args.brightfield, args.mpp, args.ish_mpp, workers=args.workers, config=args.config,
-                      case_id=Path(args.out).name if args.out else None,
+                      case_id=args.case_id or (Path(args.out).name if args.out else None), force_mpp=args.force_mpp,
                       progress=not args.json and sys.stderr.isatty())
     if args.json:
         _print_json(result.summary())
@@ -294,6 +295,8 @@ OPTIONS = {   # options several commands share: one wording, one default
     "brightfield": (("--brightfield",), {"action": "store_true",
                                          "help": "brightfield dual ISH (black HER2, red CEP17 dots)"}),
     "json": (("--json",), {"action": "store_true", "help": "print one JSON object"}),
+    "force_mpp": (("--force-mpp",), {"action": "store_true",
+                                     "help": "accept an --mpp outside the plausible 0.05-20 um/px"}),
 }
 
 
@@ -315,13 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("info", help="format, size, pyramid levels and mpp of a slide or image")
     s.add_argument("input", help="slide or image file")
     s.add_argument("--mpp", type=float, help="level-0 pixel size in um/px (overrides metadata)")
-    _options(s, "json")
+    _options(s, "json", "force_mpp")
     s.set_defaults(func=cmd_info)
 
     s = sub.add_parser("ihc", help="score HER2 IHC on a slide or image (0, 1+, 2+, 3+)")
     s.add_argument("input", help="slide or image file")
     s.add_argument("--mpp", type=float, help="level-0 pixel size in um/px (overrides metadata)")
-    _options(s, "guideline", "config", "json")
+    _options(s, "guideline", "config", "json", "force_mpp")
     s.add_argument("--out", help="folder for result.json, cells.csv, cells.geojson, heatmap and overlays")
     s.add_argument("--workers", type=int, default=None, help="worker processes (default: up to 4)")
     s.set_defaults(func=cmd_ihc)
@@ -330,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("inputs", nargs="+", help="field images (or folders of them) of one case")
     _options(s, "guideline", "config", "channels", "brightfield", "json")
     s.add_argument("--mpp", type=float, help="pixel size in um/px (overrides metadata)")
+    _options(s, "force_mpp")
     s.add_argument("--out", help="folder for result.json, nuclei.csv and overlay PNGs")
     s.set_defaults(func=cmd_ish)
 
@@ -377,9 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ish", nargs="+", help="ISH field images (or folders) of the same case")
     s.add_argument("--mpp", type=float, help="IHC level-0 pixel size in um/px (overrides metadata)")
     s.add_argument("--ish-mpp", type=float, help="ISH field pixel size in um/px (overrides metadata)")
+    _options(s, "force_mpp")
     _options(s, "guideline", "config", "channels", "brightfield", "json")
     s.add_argument("--workers", type=int, default=None, help="worker processes for the IHC slide")
     s.add_argument("--out", help="folder for result.json, ihc/ and ish/")
+    s.add_argument("--case-id", help="the case's id in result.json and the report (default: the --out folder's name)")
     s.set_defaults(func=cmd_case)
 
     s = sub.add_parser("train", help="train the tile model on an annotated tile dataset")

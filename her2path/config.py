@@ -40,26 +40,49 @@ class StainConfig(_Section):
 
 
 class NucleiConfig(_Section):
-    min_h_od: float = Field(0.06, gt=0)
-    min_area_um2: float = Field(10.0, gt=0)
+    """How nuclei are found on the hematoxylin image (``ihc.nuclei``; ``ihc.nuclei.detect_nuclei``)."""
+
+    background_um: float = Field(24.0, gt=0, description="width of the window whose median is the background")
+    min_contrast_od: float = Field(0.02, gt=0, description="hematoxylin OD above the local mean that marks a nucleus")
+    noise_factor: float = Field(3.0, ge=0, description="... or this many times the image noise, if larger")
+    min_width_um: float = Field(2.5, gt=0, description="narrower structures (fibres) are not nuclei")
+    peak_share: float = Field(0.3, ge=0, lt=1, description="a nucleus ends where its contrast falls below this x its peak")
+    min_area_um2: float = Field(12.0, gt=0)
     max_area_um2: float = Field(150.0, gt=0)
-    split_distance_um: float = Field(3.0, gt=0)
+    split_distance_um: float = Field(3.0, gt=0, description="touching nuclei with centres further apart are split")
 
 
 class CellsConfig(_Section):
-    radius_um: float = Field(8.0, gt=0)
-    margin_um: float = Field(16.0, ge=0)
+    """How cells are bounded (``ihc.cells``; ``ihc.cells``)."""
+
+    radius_um: float = Field(15.0, gt=0, description="no cell reaches further than this from its seed")
+    margin_um: float = Field(16.0, ge=0, description="context read around every tile")
+    membrane_sigma_um: float = Field(0.6, gt=0, description="scale of the membrane ridge filter")
+    ridge_od: float = Field(0.02, gt=0, description="ridge strength (OD) that marks a membrane pixel")
+    noise_factor: float = Field(4.0, ge=0, description="... or this many times the ridge strength of noise")
+    dab_over_h: float = Field(0.5, ge=0, description="a membrane's DAB ridge is at least this x its H ridge")
+    min_basin_um: float = Field(3.0, gt=0, description="half-width of a membrane basin that makes a cell")
+    enclosed_fraction: float = Field(0.6, gt=0, le=1, description="share of directions a basin is walled in")
+    distance_weight: float = Field(0.01, ge=0, description="DAB OD per um from the seed in the watershed")
 
 
 class TumourConfig(_Section):
-    min_area_um2: float = Field(20.0, ge=0)
-    max_axis_ratio: float = Field(1.6, ge=1)
-    max_relative_h: float = Field(1.28, gt=0)
-    neighbour_um: float = Field(20.0, gt=0)
-    min_neighbours: int = Field(1, ge=0)
-    packed_um: float = Field(15.0, gt=0)
-    packed_neighbours: int = Field(5, ge=1)
+    """Which cells are invasive tumour (``ihc.tumour``; ``ihc.tumour.classify_tumour``)."""
+
+    min_area_um2: float = Field(20.0, ge=0, description="smaller nuclei: lymphocytes, fibroblast profiles")
+    min_contrast_od: float = Field(0.04, ge=0, description="a tumour nucleus stands at least this above its background")
+    max_axis_ratio: float = Field(2.2, ge=1, description="more elongated nuclei: fibroblasts, smooth muscle")
+    max_relative_h: float = Field(1.28, gt=0, description="darker than this x the median nucleus: lymphocytes")
+    lymphocyte_max_area_um2: float = Field(40.0, ge=0, description="... when not larger than this")
+    packed_um: float = Field(15.0, gt=0, description="elongated nuclei still count when packed: within this")
+    packed_neighbours: int = Field(5, ge=1, description="... at least this many nuclei (columnar epithelium)")
     packed_max_axis_ratio: float = Field(3.5, ge=1)
+    link_factor: float = Field(4.0, gt=0, description="cells within this many nuclear diameters are linked")
+    link_um: tuple[float, float] = Field((12.0, 30.0), description="limits of that link distance, um")
+    min_group_cells: int = Field(16, ge=1, description="smaller groups are not tumour (scattered stromal cells)")
+    region_um: float = Field(15.0, gt=0, description="Gaussian window of the stained-membrane share")
+    min_membrane_fraction: float = Field(0.08, ge=0, le=1, description="stained membrane share that makes epithelium")
+    max_coherence: float = Field(0.45, gt=0, le=1, description="aligned-fibre texture above this is not epithelium")
 
 
 class MembraneConfig(_Section):
@@ -71,6 +94,9 @@ class MembraneConfig(_Section):
     arc_faint_od: float = Field(0.005, gt=0)
     noise_factor: float = Field(1.8, ge=0)
     neighbour_overlap: float = Field(0.5, ge=0, le=1)
+    relative_level: float = Field(0.4, ge=0, le=1, description="a stained ray reaches this x the cell's typical level")
+    cytoplasm_contrast: float = Field(0.5, ge=0, description="a membrane rises this x the surrounding cytoplasm's "
+                                      "DAB OD above it (cytoplasmic staining is not membrane)")
 
 
 class CellClassConfig(_Section):
@@ -98,6 +124,15 @@ class FocusConfig(_Section):
     min_area_um2: float = Field(400.0, ge=0, description="smaller out-of-focus patches are ignored")
 
 
+class SpecificityConfig(_Section):
+    """DAB that is not membrane staining (``ihc.specificity``; ``rules.ihc.stain_pattern``)."""
+
+    nuclear_dab_od: float = Field(0.1, gt=0, description="DAB OD of a nucleus above its cytoplasm that stains it")
+    max_nuclear_share: float = Field(0.2, gt=0, le=1, description="more tumour cells with stained nuclei: no call")
+    cytoplasm_dab_od: float = Field(0.15, gt=0, description="cytoplasmic DAB OD that is worth a warning")
+    cytoplasm_share: float = Field(0.1, gt=0, le=1, description="... in at least this share of tumour cells")
+
+
 class IhcConfig(_Section):
     stains: StainConfig = StainConfig()
     focus: FocusConfig = FocusConfig()
@@ -106,6 +141,7 @@ class IhcConfig(_Section):
     tumour: TumourConfig = TumourConfig()
     membrane: MembraneConfig = MembraneConfig()
     cell_class: CellClassConfig = CellClassConfig()
+    specificity: SpecificityConfig = SpecificityConfig()
 
     @model_validator(mode="after")
     def _faint_below_weak(self) -> "IhcConfig":

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"   # 2: cell outlines as vertices; IHC no call (score None)
 CLASSES = ("0", "1+", "2+", "3+")
 Score = Literal["0", "1+", "2+", "3+"]
 SubLabel = Literal["null", "ultralow", "low", "equivocal", "positive"]
@@ -81,9 +81,10 @@ class CellTable(Model):
     completeness: list[float]
     intensity: list[float]
     cytoplasm: list[float]
+    nuclear_dab: list[float]       # DAB OD of the nucleus above the cytoplasm (0: nucleus hidden)
     basolateral: list[bool]
     tile: list[int]
-    outline: list[list[float]]     # cell boundary radius (level-0 px) in 12 directions from +x, clockwise on screen
+    outline: list[list[list[float]]]   # cell boundary: 12 vertices (dx, dy) from the cell centre, level-0 px
     nucleus_radius: list[float]    # level-0 px
 
     def __len__(self) -> int:
@@ -104,7 +105,8 @@ class TileResult(Model):
     score: str | None              # tile score by the guideline (None without tumour cells)
     defocus_fraction: float        # fraction of the tile judged out of focus
     noise_od: float                # DAB noise of the tile
-    model_score: str | None = None         # the tile model's score (None: not run, or no tissue patch)
+    model_score: str | None = None         # the tile model's score (None: not run, no tissue patch, or abstained)
+    model_abstained: bool = False          # the tile lies outside what the model was trained on: no vote
     model_probability: list[float] | None = None   # its probabilities for 0, 1+, 2+, 3+
     flagged: bool = False          # model and measurement disagree: review this tile
     near_cutoff: bool = False      # the tile's deciding percentage lies near a cut-off
@@ -115,8 +117,8 @@ class IhcSummary(Model):
 
     schema_version: str = SCHEMA_VERSION
     kind: Literal["ihc"] = "ihc"
-    score: Score
-    sub_label: SubLabel
+    score: Score | None            # None: no call (too few tumour cells; ``reasons`` says why)
+    sub_label: SubLabel | None
     percent_cells: dict[str, float]
     counts: dict[str, int]
     tumour_cells: int

@@ -60,7 +60,10 @@ def tile_scores(measured: list[Measured], cell_class, guideline: Guideline) -> n
     out = []
     for m in measured:
         cls = cell_classes(m.completeness, m.intensity, cell_class, gastric).cls
-        out.append(CLASSES.index(ihc_decision(cls, m.xy_um, guideline).score))
+        # An annotated tile is scored on the cells it holds, however few (a slide's minimum is for
+        # whole slides); one with no tumour cell found shows no staining and counts as 0.
+        score = ihc_decision(cls, m.xy_um, guideline, min_cells=1).score if len(cls) else "0"
+        out.append(CLASSES.index(score))
     return np.array(out, int)
 
 

@@ -24,7 +24,7 @@ from ..schema import CLASSES
 from ..io.writers import atomic_write_bytes, write_image
 from .datasets import TileSet, load_tile_set, read_tile
 from .metrics import confusion, qwk
-from .model import TILE_MPP, TILE_PX, TileNet, load_model, predict, rgb_to_od, save_model
+from .model import TILE_MPP, TILE_PX, TileNet, embeddings, fit_novelty, load_model, predict, rgb_to_od, save_model
 
 
 def _device(name: str) -> str:
@@ -179,6 +179,10 @@ def train(dataset: str | Path, out: str | Path, epochs: int = 30, device: str = 
     best = state.get("best")
     if best is None:
         raise InputError("training produced no model", dataset, "check the dataset has tiles of every class")
+    # What the best model knows: its features on the training tiles, and how far validation tiles lie.
+    model, _ = load_model(out, device)
+    novelty = fit_novelty(embeddings(model, pixels[tr], device), ts.labels[tr], embeddings(model, pixels[va], device))
+    save_model(model, out, best, novelty)
     metrics = {**best, "history": state["history"], "stopped": "early" if state["stale"] >= patience else "epochs"}
     atomic_write_bytes(out.with_name(out.stem + "-metrics.json"), (json.dumps(metrics, indent=2) + "\n").encode())
     confusion_png(best["val"]["confusion"], out.with_name(out.stem + "-confusion.png"),

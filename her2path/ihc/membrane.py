@@ -1,8 +1,8 @@
-"""Per-cell membrane completeness and DAB intensity, and the per-cell class 0/1+/2+/3+.
+"""Per-cell membrane completeness and DAB intensity (the class they make is ``rules.ihc``'s).
 
-Each cell is read along ``rays`` rays from its nucleus centre. On every ray
-the membrane is the strongest DAB inside the cell territory beyond the
-nucleus; it is compared with two references:
+Each cell is read along ``rays`` rays from the centre of its territory. On
+every ray the membrane is the strongest DAB inside the territory, away from
+the nucleus; it is compared with three references:
 
 * the cell's own cytoplasm (median DAB between nucleus and membrane). Faint
   1+ membranes rise only a few hundredths of OD over it, about JPEG noise per
@@ -10,6 +10,15 @@ nucleus; it is compared with two references:
   before it is thresholded, and the baseline is local to the cell, not a
   global threshold: a JPEG 0 field and a JPEG 1+ field differ in their
   membranes, not in their background;
+* the tissue just beyond its edge and just inside the membrane: a membrane
+  is a ridge, higher than both sides, while DAB filling the cytoplasm only
+  steps down at the cell's edge (and a territory that takes in part of a
+  stained neighbour meets a plateau);
+* the cytoplasm on both sides (the cell's own and the neighbour's across the
+  ray): DAB filling the cytoplasm of a group of cells, with no membrane
+  accentuation, is not membrane staining, and a border next to such a cell
+  is a membrane only where it rises ``cytoplasm_contrast`` x the browner
+  cytoplasm's OD above it;
 * its neighbours. Membranes of neighbours lie 1-2 px apart at 0.5 um/px and
   merge into one ridge, so an unstained cell next to a 3+ cell sees its
   neighbour's stain on the shared side, and no boundary estimate is precise
@@ -23,9 +32,11 @@ A cell is stained only if its strongest quarter-perimeter arc rises above
 ``arc_faint_od + noise_factor * noise``, where noise is the field's DAB
 noise measured in the cytoplasm: a faint membrane is a continuous arc, noise
 is not, and the threshold follows the JPEG noise of each image.
-Completeness is the fraction of stained rays (angular coverage); intensity the
-median membrane OD above the cytoplasm over the stained rays. The class these
-make is decided by ``rules.ihc.cell_classes``, not here.
+Completeness is the fraction of stained rays (angular coverage), a ray being
+stained when the cell's own membrane there reaches ``relative_level`` of the
+cell's typical level (so a complete membrane of uneven intensity stays
+complete); intensity is the median membrane OD above the cytoplasm over the
+stained rays.
 """
 from __future__ import annotations
 
@@ -45,7 +56,7 @@ class Membranes:
     intensity: np.ndarray      # (n,) DAB OD of the stained membrane above the cytoplasm
     cytoplasm: np.ndarray      # (n,) DAB OD of the cytoplasm (blush shows here)
     noise_od: float            # DAB noise of the field (robust sd in the cytoplasm), OD
-    edge_px: np.ndarray        # (n, rays) distance from the centre to the cell boundary, px
+    edge_xy: np.ndarray        # (n, rays, 2) the cell boundary on each ray, x y px
 
 
 def _circular_mean(a: np.ndarray, width: int) -> np.ndarray:
@@ -79,58 +90,111 @@ def neighbour_levels(excess: np.ndarray, neighbour: np.ndarray, overlap: float) 
     bounded least-squares fit separates a stained cell from an unstained
     neighbour that only shows its stain.
     """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.linalg import spsolve
+
     n, K = excess.shape
     i = np.repeat(np.arange(n), K)
     j = neighbour.ravel() - 1
     y = excess.ravel().astype(float)
     has = j >= 0
-    # Normal equations G a = b of the rows [1 at i, overlap at j].
-    G = np.zeros((n, n))
-    np.add.at(G, (i, i), 1.0)
-    np.add.at(G, (i[has], j[has]), overlap)
-    np.add.at(G, (j[has], i[has]), overlap)
-    np.add.at(G, (j[has], j[has]), overlap * overlap)
+    # Normal equations G a = b of the rows [1 at i, overlap at j]; G is sparse (a cell has a few
+    # neighbours), so thousands of cells solve in milliseconds.
+    rows = np.r_[i, i[has], j[has], j[has], np.arange(n)]
+    cols = np.r_[i, j[has], i[has], j[has], np.arange(n)]
+    vals = np.r_[np.ones(len(i)), np.full(has.sum(), overlap), np.full(has.sum(), overlap),
+                 np.full(has.sum(), overlap * overlap), np.full(n, 1e-6)]
+    G = coo_matrix((vals, (rows, cols)), shape=(n, n)).tocsc()
     rhs = np.bincount(i, y, n) + np.bincount(j[has], overlap * y[has], n)
-    G[np.diag_indices(n)] += 1e-6
     # Non-negativity by a few active-set passes: fix negative levels at 0, solve for the rest.
     free = np.ones(n, bool)
     level = np.zeros(n)
     for _ in range(8):
         level[:] = 0.0
-        level[free] = np.linalg.solve(G[np.ix_(free, free)], rhs[free])
+        idx = np.flatnonzero(free)
+        if len(idx):
+            level[idx] = np.atleast_1d(spsolve(G[idx][:, idx], rhs[idx]))
         if (level >= 0).all():
             break
         free &= level > 0
     return np.maximum(level, 0.0)
 
 
+MAX_REMAP_ROWS = 30000   # OpenCV's remap needs map sizes below 32767 px in each direction
+
+
+def sample_rays(images: list[tuple[np.ndarray, int]], xy: np.ndarray, angles: np.ndarray,
+                radii: np.ndarray) -> list[np.ndarray]:
+    """Samples of each image along rays from every point: (n, rays, samples) per image.
+
+    ``images`` pairs an image with its OpenCV interpolation; points are done in
+    chunks so that no remap call exceeds OpenCV's size limit, however many
+    cells a tile holds.
+    """
+    n, K, R = len(xy), len(angles), len(radii)
+    out = [np.empty((n, K, R), np.float32) for _ in images]
+    chunk = max(1, MAX_REMAP_ROWS // K)
+    cos, sin = np.cos(angles)[None, :, None], np.sin(angles)[None, :, None]
+    for a in range(0, n, chunk):
+        p = xy[a:a + chunk].astype(np.float32)
+        mx = (p[:, 0, None, None] + cos * radii[None, None, :]).reshape(-1, R)
+        my = (p[:, 1, None, None] + sin * radii[None, None, :]).reshape(-1, R)
+        for o, (img, interp) in zip(out, images):
+            border = cv2.BORDER_REPLICATE if interp == cv2.INTER_LINEAR else cv2.BORDER_CONSTANT
+            o[a:a + chunk] = cv2.remap(img, mx, my, interp, borderMode=border, borderValue=0).reshape(len(p), K, R)
+    return out
+
+
+def territory_centres(territory: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(centroid (n, 2) px, farthest pixel's distance from it (n,) px) of every cell territory."""
+    ys, xs = np.nonzero(territory)
+    lab = territory[ys, xs] - 1
+    cnt = np.maximum(np.bincount(lab, minlength=n), 1)
+    cx, cy = np.bincount(lab, xs, n) / cnt, np.bincount(lab, ys, n) / cnt
+    far = np.zeros(n)
+    np.maximum.at(far, lab, np.hypot(xs - cx[lab], ys - cy[lab]))
+    return np.c_[cx, cy], far
+
+
 def measure_membranes(dab: np.ndarray, cells: Cells, mpp: float,
-                      cfg: MembraneConfig = MembraneConfig(), max_radius_um: float = 12.0) -> Membranes:
-    """Measure every cell of ``cells`` on the DAB OD image ``dab`` (same grid, ``mpp`` um/px)."""
+                      cfg: MembraneConfig = MembraneConfig(), max_radius_um: float = 30.0) -> Membranes:
+    """Measure every cell of ``cells`` on the DAB OD image ``dab`` (same grid, ``mpp`` um/px).
+
+    Rays start at the centre of each cell's territory (a columnar cell's
+    nucleus sits at its base) and run past its edge; samples in a nucleus, or
+    within 1 um of one, are left out of the membrane and the cytoplasm.
+
+    Returns
+    -------
+    Membranes
+        Completeness: the share of rays stained, where a ray is stained when
+        the cell's own membrane there reaches ``relative_level`` of its
+        typical (75th percentile) level and ``faint_od``, and the cell passes
+        the arc test; intensity: the median own membrane OD over stained rays.
+    """
     n = len(cells)
     if n == 0:
         z = np.zeros(0)
-        return Membranes(z, z, z, 0.0, np.zeros((0, cfg.rays), np.float32))
+        return Membranes(z, z, z, 0.0, np.zeros((0, cfg.rays, 2), np.float32))
     K = cfg.rays
     step = 0.5                                       # px between samples along a ray
-    radii = np.arange(0, max_radius_um / mpp + 3 / mpp, step, dtype=np.float32)
+    origin, far = territory_centres(cells.territory, n)
+    reach = min(float(np.percentile(far, 99)) if n else 0.0, max_radius_um / mpp) + 3 / mpp
+    radii = np.arange(0, reach, step, dtype=np.float32)
     ang = np.linspace(0, 2 * np.pi, K, endpoint=False, dtype=np.float32)
-    cx, cy = cells.xy[:, 0].astype(np.float32), cells.xy[:, 1].astype(np.float32)
-    map_x = cx[:, None, None] + np.cos(ang)[None, :, None] * radii[None, None, :]
-    map_y = cy[:, None, None] + np.sin(ang)[None, :, None] * radii[None, None, :]
-    mx = map_x.reshape(n * K, -1)
-    my = map_y.reshape(n * K, -1)
     smooth = cv2.GaussianBlur(dab, (0, 0), 1.2)
-    val = cv2.remap(smooth, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(n, K, -1)
-    lab = cv2.remap(cells.territory.astype(np.float32), mx, my, cv2.INTER_NEAREST,
-                    borderMode=cv2.BORDER_CONSTANT, borderValue=0).reshape(n, K, -1)
+    # Nuclei, grown by 1 um: a stained nucleus (Ki67, ER, PR) blurs past its edge, and that is not membrane.
+    grow = 2 * int(round(1.0 / mpp)) + 1
+    nuclei = cv2.dilate((cells.nuclei.labels > 0).astype(np.uint8),
+                        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow))).astype(np.float32)
+    val, lab, nuc = sample_rays([(smooth, cv2.INTER_LINEAR), (cells.territory.astype(np.float32), cv2.INTER_NEAREST),
+                                 (nuclei, cv2.INTER_NEAREST)], origin, ang, radii)
     own = lab == np.arange(1, n + 1, dtype=np.float32)[:, None, None]
     # Territory edge on each ray: the first sample that leaves the cell.
     R = len(radii)
     edge = np.where(own.all(axis=2), R, np.argmin(own, axis=2))
     idx = np.arange(R)[None, None, :]
-    start = np.ceil(cells.radius_px * 1.1 / step).astype(int)[:, None, None]
-    inside = (idx >= start) & (idx < edge[..., None])
+    inside = (idx < edge[..., None]) & (nuc == 0)
     # Average neighbouring rays (~2 um of arc) before locating the membrane: noise is averaged
     # before the maximum is taken, so unstained cells do not pick up the largest noise sample.
     width = max(1, int(round(2.0 / mpp / (2 * np.pi * 6.0 / mpp / K))))
@@ -143,21 +207,41 @@ def measure_membranes(dab: np.ndarray, cells: Cells, mpp: float,
     # Neighbour across each ray: the cell the ray enters when it leaves its own territory.
     first_out = np.take_along_axis(lab, np.minimum(edge, R - 1)[..., None], axis=2)[..., 0]
     neighbour = np.where(edge < R, first_out, 0).astype(np.int64)
-    # Cytoplasm: samples between the nucleus and 1.5 um short of the membrane.
-    cyto_zone = (idx >= start) & (idx < edge[..., None] - int(round(1.5 / mpp / step)))
+    # Cytoplasm: samples outside the nucleus and more than 1.5 um short of the membrane.
+    cyto_zone = inside & (idx < edge[..., None] - int(round(1.5 / mpp / step)))
     cytoplasm = np.where(cyto_zone.any(axis=(1, 2)), _masked_median(val, cyto_zone),
                          np.median(val[:, :, 0], axis=1))
     # Field noise: robust spread of cytoplasm samples around their cell's median (JPEG raises it).
     dev = np.abs(val - cytoplasm[:, None, None])[cyto_zone]
     noise_od = float(1.4826 * np.median(dev)) if dev.size else 0.0
     arc_threshold = cfg.arc_faint_od + cfg.noise_factor * noise_od
-    excess = m_in - cytoplasm[:, None]
+    # A membrane stands above both sides: the cell's own cytoplasm and the tissue just beyond its
+    # edge (1.5-3 um out). DAB filling a cell's cytoplasm makes a step at its edge, not a ridge.
+    lo, hi = edge + int(round(1.5 / mpp / step)), edge + int(round(3.0 / mpp / step))
+    beyond = (idx >= lo[..., None]) & (idx < hi[..., None])
+    outside = np.where(beyond, val_arc, np.inf).min(axis=2)     # the lowest: a junction's other membrane ignored
+    # ... and just inside it (1.5-3 um in from the peak): a territory that takes in part of a stained
+    # neighbour's cytoplasm meets a plateau there, not a ridge.
+    near, far_in = peak_at - int(round(1.5 / mpp / step)), peak_at - int(round(3.0 / mpp / step))
+    within = inside & (idx <= near[..., None]) & (idx >= far_in[..., None])
+    inner = np.where(within, val_arc, np.inf).min(axis=2)
+    sides = np.maximum(np.where(np.isfinite(outside), outside, cytoplasm[:, None]),
+                       np.where(np.isfinite(inner), inner, cytoplasm[:, None]))
+    excess = m_in - np.maximum(cytoplasm[:, None], sides)
     # Where two membranes merge into one ridge, a ray sees both: attribute by a joint fit.
     level = neighbour_levels(excess, neighbour, cfg.neighbour_overlap)
     own = excess - cfg.neighbour_overlap * np.r_[0.0, level][neighbour]
     # Cell-level test for faint staining: a membrane is a continuous arc, noise is not, so the
     # strongest quarter-perimeter mean separates faint 1+ membranes from JPEG noise.
     arc_signal = _circular_mean(own, K // 4).max(axis=1)
-    stained = (own > cfg.faint_od) & (arc_signal > arc_threshold)[:, None]
+    typical = np.percentile(own, 75, axis=1)
+    # DAB filling the cytoplasm is not membrane staining: on each ray the membrane must rise
+    # ``cytoplasm_contrast`` x the cytoplasm's OD above it, the cell's own or the neighbour's across the
+    # ray, whichever is browner (a territory that reaches into a brown neighbour sees its cytoplasm).
+    across = np.maximum(cytoplasm[:, None], np.r_[0.0, cytoplasm][neighbour])
+    floor = np.maximum(np.maximum(cfg.faint_od, cfg.relative_level * typical)[:, None],
+                       cfg.cytoplasm_contrast * across)
+    stained = (own > floor) & (arc_signal > arc_threshold)[:, None]
+    edge_xy = origin[:, None, :] + radii[np.minimum(edge, R - 1)][..., None] * np.stack([np.cos(ang), np.sin(ang)], -1)
     return Membranes(stained.mean(axis=1), _masked_median(own, stained), cytoplasm.astype(float), noise_od,
-                     radii[np.minimum(edge, R - 1)].astype(np.float32))
+                     edge_xy.astype(np.float32))

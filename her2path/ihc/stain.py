@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from ..optics import optical_density
@@ -38,13 +39,32 @@ class Stains:
         return np.linalg.inv(np.stack([h, d, r])).astype(np.float32)
 
 
-def unmix(rgb: np.ndarray, stains: Stains = Stains(), white: float = 255.0) -> tuple[np.ndarray, np.ndarray]:
-    """Hematoxylin and DAB optical density images (float32, same height and width as ``rgb``)."""
+@dataclass(frozen=True)
+class Unmixed:
+    """Stain images of an RGB image: optical densities (float32) and the pixel noise."""
+
+    h: np.ndarray              # hematoxylin OD
+    dab: np.ndarray            # DAB OD
+    noise: float               # OD noise per pixel: no stain lies along the residual vector, so what
+                               # varies there from pixel to pixel is camera and JPEG noise
+
+
+def unmix(rgb: np.ndarray, stains: Stains = Stains(), white: float = 255.0) -> Unmixed:
+    """Hematoxylin and DAB optical density images (same height and width as ``rgb``) and the noise.
+
+    Examples
+    --------
+    >>> u = unmix(np.full((32, 32, 3), 200, np.uint8))
+    >>> u.h.shape, round(u.noise, 4)
+    ((32, 32), 0.0)
+    """
     od = optical_density(rgb, white)
     conc = od.reshape(-1, 3) @ stains.unmixing()
-    h = conc[:, 0].reshape(rgb.shape[:2])
-    d = conc[:, 1].reshape(rgb.shape[:2])
-    return h, d
+    shape = rgb.shape[:2]
+    residual = conc[:, 2].reshape(shape)
+    fine = residual - cv2.GaussianBlur(residual, (0, 0), 1.0)
+    noise = float(1.4826 * np.median(np.abs(fine - np.median(fine)))) if fine.size else 0.0
+    return Unmixed(conc[:, 0].reshape(shape), conc[:, 1].reshape(shape), noise)
 
 
 def _angle_deg(a, b) -> float:
@@ -90,6 +110,14 @@ def estimate_stains(rgb: np.ndarray, default: Stains = Stains(), min_od: float =
     if len(od) < 500:
         return Stains(default.hematoxylin, default.dab, "fallback: too few stained pixels")
     conc = od @ default.unmixing()
+    # Eosin (an H&E slide) lies off the H-DAB plane: a large share of the light is left unexplained,
+    # and it is pink, absorbing green several times more than blue (DAB and hematoxylin: 2x at most).
+    unexplained = float(np.median(np.abs(conc[:, 2]) / np.maximum(np.abs(conc).sum(axis=1), 1e-6)))
+    green_blue = float(np.median(od[:, 1] / np.maximum(od[:, 2], 1e-3)))
+    if unexplained > 0.2 and green_blue > 3.0:
+        return Stains(default.hematoxylin, default.dab,
+                      f"no DAB: {unexplained:.0%} of the stain lies off hematoxylin and DAB and is pink "
+                      f"(green/blue OD {green_blue:.1f}), as eosin is: an H&E slide", dab_absent=True)
     dab_dominant = conc[:, 1] > np.maximum(conc[:, 0], 0.1)
     dab_frac = float(np.mean(dab_dominant))
     if dab_frac > 0.05:

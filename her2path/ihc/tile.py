@@ -7,15 +7,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from ..config import IhcConfig
-from .cells import segment_cells
+from .cells import membrane_map, segment_cells
 from .focus import defocus_mask
 from .membrane import measure_membranes
+from .nuclei import detect_nuclei
 from .stain import Stains, unmix
+from .tumour import classify_tumour
 
 OUTLINE_RAYS = 12   # vertices of the cell outline kept for QuPath export and overlays
+TISSUE_OD = 0.02    # hematoxylin + DAB OD (smoothed over 1 um) above which a pixel is tissue
 
 
 @dataclass
@@ -28,16 +32,17 @@ class TileCells:
     completeness: np.ndarray   # (n,) 0-1 fraction of the membrane stained
     intensity: np.ndarray      # (n,) membrane DAB OD above the cytoplasm
     cytoplasm: np.ndarray      # (n,) cytoplasm DAB OD
-    outline: np.ndarray        # (n, OUTLINE_RAYS) cell boundary radius per direction, px
-    nucleus_radius: np.ndarray  # (n,) px
+    nuclear_dab: np.ndarray    # (n,) DAB OD of the nucleus above the cytoplasm (0 for hidden nuclei)
+    outline: np.ndarray        # (n, OUTLINE_RAYS, 2) cell boundary vertices relative to ``xy``, px
+    nucleus_radius: np.ndarray  # (n,) px (0: the nucleus is hidden, the cell was found by its membrane)
     defocus_fraction: float
     noise_od: float
 
     def subset(self, keep: np.ndarray) -> "TileCells":
         """The cells where ``keep`` holds (tile-wide figures unchanged)."""
         return TileCells(self.xy[keep], self.tumour[keep], self.excluded[keep], self.completeness[keep],
-                         self.intensity[keep], self.cytoplasm[keep], self.outline[keep], self.nucleus_radius[keep],
-                         self.defocus_fraction, self.noise_od)
+                         self.intensity[keep], self.cytoplasm[keep], self.nuclear_dab[keep], self.outline[keep],
+                         self.nucleus_radius[keep], self.defocus_fraction, self.noise_od)
 
 
 def analyze_tile(rgb: np.ndarray, mpp: float, stains: Stains, cfg: IhcConfig = IhcConfig(),
@@ -60,9 +65,13 @@ def analyze_tile(rgb: np.ndarray, mpp: float, stains: Stains, cfg: IhcConfig = I
     -------
     TileCells
     """
-    h, dab = unmix(rgb, stains, white)
-    tissue = h + np.maximum(dab, 0) > 0.02
-    cells = segment_cells(h, mpp, cfg.nuclei, cfg.cells, cfg.tumour, tissue)
+    u = unmix(rgb, stains, white)
+    h, dab = u.h, u.dab
+    tissue = cv2.GaussianBlur(h + np.maximum(dab, 0), (0, 0), 1.0 / mpp) > TISSUE_OD
+    nuclei = detect_nuclei(h, dab, mpp, cfg.nuclei, tissue, u.noise)
+    mem = membrane_map(dab, mpp, cfg.cells, tissue, u.noise, h)
+    cells = segment_cells(h, dab, mpp, nuclei, mem, tissue, cfg.cells)
+    tumour = classify_tumour(cells, mem, mpp, cfg.tumour, h)
     m = measure_membranes(dab, cells, mpp, cfg.membrane)
     n = len(cells)
     defocus = defocus_mask(h, mpp, cfg.focus) if cfg.focus.enabled else np.zeros(h.shape, bool)
@@ -74,8 +83,10 @@ def analyze_tile(rgb: np.ndarray, mpp: float, stains: Stains, cfg: IhcConfig = I
         excluded = np.zeros(0, bool)
     frac = float(defocus[tissue].mean()) if tissue.any() else 0.0
     step = max(1, cfg.membrane.rays // OUTLINE_RAYS)
-    outline = m.edge_px[:, ::step][:, :OUTLINE_RAYS] if n else np.zeros((0, OUTLINE_RAYS))
-    return TileCells(cells.xy, cells.tumour, excluded, m.completeness, m.intensity, m.cytoplasm, outline,
+    outline = (m.edge_xy[:, ::step][:, :OUTLINE_RAYS] - cells.xy[:, None, :]) if n else np.zeros((0, OUTLINE_RAYS, 2))
+    nuclear = np.where(cells.nucleus >= 0, nuclei.mean_dab[np.maximum(cells.nucleus, 0)] - m.cytoplasm, 0.0) \
+        if n else np.zeros(0)
+    return TileCells(cells.xy, tumour, excluded, m.completeness, m.intensity, m.cytoplasm, nuclear, outline,
                      cells.radius_px, frac, m.noise_od)
 
 

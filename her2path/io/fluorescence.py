@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, MppError
-from .slide import MPP_FIX, _check_file, plausible_mpp, read_plain, sniff_format
+from ..errors import InputError
+from .slide import _check_file, check_user_mpp, plausible_mpp, read_plain, sniff_format
 
 DEFAULT_CHANNELS = ("her2", "cep17", "dapi")
 KNOWN_CHANNELS = {"her2", "cep17", "dapi", "other"}
@@ -44,7 +44,7 @@ def parse_channels(text: str | None) -> tuple[str, ...]:
 
 
 def read_fluorescence(path: str | Path, channels: tuple[str, ...] = DEFAULT_CHANNELS,
-                      mpp: float | None = None) -> FluorescenceField:
+                      mpp: float | None = None, force_mpp: bool = False) -> FluorescenceField:
     """Read one FISH field.
 
     Parameters
@@ -54,10 +54,11 @@ def read_fluorescence(path: str | Path, channels: tuple[str, ...] = DEFAULT_CHAN
     channels : tuple of str
         Name of each channel in file order (``other`` to skip one).
     mpp : float, optional
-        Pixel size in um/px, overriding the file's metadata.
+        Pixel size in um/px, overriding the file's metadata (within 0.05-20 um/px unless ``force_mpp``).
     """
     path = Path(path)
     _check_file(path)
+    mpp = check_user_mpp(mpp, path, force_mpp)
     fmt = sniff_format(path)
     if fmt not in ("png", "jpeg", "tiff", "generic-tiff"):
         raise InputError("not a fluorescence image (expected a multichannel TIFF or an RGB PNG/JPEG/TIFF)",
@@ -83,8 +84,6 @@ def read_fluorescence(path: str | Path, channels: tuple[str, ...] = DEFAULT_CHAN
         if float(img.max()) - float(img.min()) < 1e-6:
             raise InputError(f"the {name} channel is empty (constant value)", path,
                              "check the channel order (--channels) and the exposure of this field")
-    if mpp is not None and not mpp > 0:
-        raise MppError(f"--mpp must be positive, got {mpp}", path, MPP_FIX)
     return FluorescenceField(path, named, mpp or plausible_mpp(meta_mpp), bits)
 
 

@@ -12,6 +12,7 @@ Examples
 """
 from __future__ import annotations
 
+import errno
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,11 @@ from ..errors import InputError, MppError
 from ..schema import LevelInfo, SlideInfo
 from .writers import MPP_COMMENT
 
-PLAUSIBLE_MPP = (0.05, 20.0)
+PLAUSIBLE_MPP = (0.05, 20.0)     # um/px of microscope scans and camera fields; outside it a value is implausible
+READ_LIMIT_PX = 256 * 2**20      # the largest region read in one piece (768 MiB of RGB): estimated before reading
+DECODE_LIMIT_PX = 400 * 10**6    # PNG/JPEG are decoded whole: larger ones must be converted to a tiled TIFF
+TILED_TIFF_FIX = ("convert it to a tiled pyramidal TIFF, e.g. `vips tiffsave IN OUT.tif --tile --pyramid "
+                  "--compression jpeg`, which is read in parts")
 _MAGIC = [
     (b"\x89PNG\r\n\x1a\n", "png"),
     (b"\xff\xd8\xff", "jpeg"),
@@ -33,6 +38,8 @@ _MAGIC = [
     (b"MM\x00+", "tiff"),
 ]
 MPP_FIX = "pass the pixel size with --mpp (e.g. --mpp 0.5 for a 20x scan, 0.25 for 40x)"
+FORCE_FIX = ("check the value (0.25 for a 40x scan, 0.5 for 20x, about 0.1 for a 63x camera field), or add "
+             "--force-mpp to use it anyway")
 
 
 @dataclass(frozen=True)
@@ -45,8 +52,19 @@ class Level:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError("file not found", path, "check the path")
+    """One-line errors for the ways a path can fail to be a readable file."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise InputError("broken symbolic link (its target does not exist)", path,
+                             "point the link at the file, or give the file itself") from None
+        raise InputError("file not found", path, "check the path") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError("symbolic link loop (the link points back at itself)", path,
+                             "give the real file instead of the link") from None
+        raise InputError(f"cannot be read ({exc.strerror})", path, "check the path and its permissions") from None
     if path.is_dir():
         raise InputError("is a folder, not an image", path,
                          "give one slide or image file (use 'her2path batch' for folders)")
@@ -78,6 +96,30 @@ def sniff_format(path: str | Path) -> str | None:
     return None
 
 
+def check_user_mpp(mpp: float | None, path, force: bool = False) -> float | None:
+    """A pixel size given by the user: positive and finite always, and within ``PLAUSIBLE_MPP``
+    (the range metadata values must lie in) unless ``force``; otherwise MppError naming the fix.
+
+    Examples
+    --------
+    >>> check_user_mpp(0.25, "a.jpg")
+    0.25
+    >>> check_user_mpp(1e-9, "a.jpg")
+    Traceback (most recent call last):
+    ...
+    her2path.errors.MppError: a.jpg: --mpp 1e-09 um/px is outside the 0.05-20 um/px of microscope images. Fix: check the value (0.25 for a 40x scan, 0.5 for 20x, about 0.1 for a 63x camera field), or add --force-mpp to use it anyway
+    """
+    if mpp is None:
+        return None
+    if not (isinstance(mpp, (int, float)) and math.isfinite(mpp) and mpp > 0):
+        raise MppError(f"--mpp must be a positive number of um/px, got {mpp}", path, MPP_FIX)
+    if not force and plausible_mpp(mpp) is None:
+        lo, hi = PLAUSIBLE_MPP
+        raise MppError(f"--mpp {mpp:g} um/px is outside the {lo:g}-{hi:g} um/px of microscope images", path,
+                       FORCE_FIX)
+    return float(mpp)
+
+
 def plausible_mpp(value: float | None, limits: tuple[float, float] = PLAUSIBLE_MPP) -> float | None:
     """Return ``value`` when it is a microscopy pixel size in um/px, else None.
 
@@ -93,6 +135,7 @@ class SlideImage:
     """Base reader. Subclasses implement ``levels``, ``_read_level`` and metadata."""
 
     format: str = ""
+    plain: bool = False    # a plain image (PNG, JPEG, TIFF) rather than a scanner's slide file
 
     def __init__(self, path: Path, mpp: float | None, mpp_source: str):
         self.path = path
@@ -181,17 +224,46 @@ class SlideImage:
         scale = downsample / lv_ds  # level px per output px
         lw = max(1, int(round(width * scale)))
         lh = max(1, int(round(height * scale)))
+        self._check_read(lw, lh)
         region = self._read_level(int(x), int(y), level, lw, lh)
         if (lw, lh) == (width, height):
             return region
         interp = cv2.INTER_AREA if scale > 1 else cv2.INTER_LINEAR
         return cv2.resize(region, (width, height), interpolation=interp)
 
+    def _check_read(self, width: int, height: int) -> None:
+        """Refuse, before reading, a region too large for memory (a wrong pixel size, mostly)."""
+        if width * height > READ_LIMIT_PX:
+            gib = width * height * 3 / 2**30
+            raise InputError(f"reading a {width} x {height}-px region would need {gib:.3g} GiB at "
+                             f"{self.mpp:g} um/px", self.path,
+                             "the pixel size is probably wrong: check --mpp (or the file's metadata)")
+
     def thumbnail(self, mpp: float) -> np.ndarray:
-        """The whole image at ``mpp`` um/px (at least 1 px each side)."""
+        """The whole image at ``mpp`` um/px (at least 1 px each side).
+
+        Read from the best pyramid level; where that level is too large to read
+        in one piece (a plain image without a pyramid), it is read in bands of
+        rows, each shrunk on its own, so memory stays bounded.
+        """
         w, h = self.dimensions
         ds = mpp / self.mpp
-        return self.read_at_mpp(0, 0, max(1, round(w / ds)), max(1, round(h / ds)), mpp)
+        tw, th = max(1, round(w / ds)), max(1, round(h / ds))
+        level = self.best_level(ds)
+        lv = self.levels[level]
+        scale = ds / lv.downsample                                  # level px per thumbnail px
+        if tw * scale * th * scale <= READ_LIMIT_PX / 4:
+            return self.read_at_mpp(0, 0, tw, th, mpp)
+        rows = max(1, int(READ_LIMIT_PX / 8 / (tw * scale * scale)))   # thumbnail rows per band
+        out = np.empty((th, tw, 3), np.uint8)
+        for r0 in range(0, th, rows):
+            r1 = min(th, r0 + rows)
+            y0 = min(int(round(r0 * scale)), lv.height - 1)
+            y1 = min(max(y0 + 1, int(round(r1 * scale))), lv.height)
+            self._check_read(lv.width, y1 - y0)
+            band = self._read_level(0, int(y0 * lv.downsample), level, lv.width, y1 - y0)
+            out[r0:r1] = cv2.resize(band, (tw, r1 - r0), interpolation=cv2.INTER_AREA)
+        return out
 
     def close(self) -> None:
         pass
@@ -247,6 +319,8 @@ class ArrayImage(SlideImage):
 
     Lower levels are not stored; reads at a coarser mpp resize level 0.
     """
+
+    plain = True
 
     def __init__(self, rgb: np.ndarray, path: Path | str = "<array>", fmt: str = "array",
                  mpp: float | None = None, mpp_source: str = "user"):
@@ -308,19 +382,44 @@ def to_rgb8(img: np.ndarray, path: Path) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+def _pil_open(path: Path):
+    """Pillow image with its header read; too many pixels are refused, with the size, before any decoding.
+
+    Pillow's own bomb guard is off while the header is read (it would refuse
+    without saying the size); ``DECODE_LIMIT_PX`` takes its place.
+    """
+    from PIL import Image
+
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        im = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    if im.size[0] * im.size[1] > DECODE_LIMIT_PX:
+        im.close()
+        raise InputError(f"image of {im.size[0]} x {im.size[1]} px is larger than a PNG/JPEG can be decoded whole "
+                         f"({DECODE_LIMIT_PX / 1e6:.0f} Mpx limit; a small file this size is a decompression bomb)",
+                         path, TILED_TIFF_FIX)
+    return im
+
+
 def read_plain(path: Path, fmt: str) -> tuple[np.ndarray, float | None]:
-    """Pixels and metadata mpp (or None) of a PNG, JPEG or TIFF file that OpenSlide does not read."""
+    """Pixels and metadata mpp (or None) of a PNG, JPEG or TIFF file, decoded whole (FISH fields).
+
+    Slides and large images go through ``open_image``, which reads TIFFs in parts.
+    """
     try:
         if fmt == "tiff":
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
+                if np.prod(tif.series[0].shape) > 3 * DECODE_LIMIT_PX:
+                    raise InputError(f"TIFF of shape {tif.series[0].shape} is too large to read whole", path,
+                                     "give a camera field (ISH) here; slides go to `her2path ihc`")
                 data = tif.series[0].asarray()   # a stack of pages (e.g. CYX) comes whole
                 mpp = _tiff_mpp(tif.pages[0])
         else:
-            from PIL import Image
-
-            with Image.open(path) as im:
+            with _pil_open(path) as im:
                 dpi = im.info.get("dpi")
                 comment = im.info.get("comment", b"")
                 if isinstance(comment, bytes) and comment.startswith(MPP_COMMENT.encode()):
@@ -331,7 +430,7 @@ def read_plain(path: Path, fmt: str) -> tuple[np.ndarray, float | None]:
             mpp = 25400.0 / float(dpi[0]) if dpi and float(dpi[0]) > 0 else None
     except InputError:
         raise
-    except Exception as exc:
+    except Exception as exc:   # decoders raise many kinds on damaged files
         raise InputError(f"{fmt.upper()} image cannot be decoded ({type(exc).__name__}: {exc})",
                          path, "the file is corrupt or truncated; export it again") from None
     return data, plausible_mpp(mpp)
@@ -351,7 +450,56 @@ def _tiff_mpp(page) -> float | None:
     return um_per_unit / per_unit if um_per_unit else None
 
 
-def open_image(path: str | Path, mpp: float | None = None) -> SlideImage:
+class TiffImage(SlideImage):
+    """A plain TIFF (striped or tiled, pyramidal or not) read in parts through zarr: memory stays
+    bounded whatever its size. Grey, RGBA and 16-bit images are read as RGB uint8."""
+
+    def __init__(self, path: Path, mpp: float | None = None):
+        import tifffile
+        import zarr
+
+        try:
+            self._tif = tifffile.TiffFile(path)
+            series = self._tif.series[0]
+            shape = series.shape
+            if not (len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4))):
+                raise InputError(f"unsupported image layout {shape} for a brightfield image", path,
+                                 "give an RGB image (fluorescence fields go to 'her2path ish')")
+            self._levels = [zarr.open(self._tif.aszarr(level=i), mode="r") for i in range(len(series.levels))]
+            meta = plausible_mpp(_tiff_mpp(series.pages[0]))
+        except InputError:
+            raise
+        except Exception as exc:   # tifffile and zarr raise many kinds on damaged files
+            raise InputError(f"TIFF image cannot be read ({type(exc).__name__}: {exc})", path,
+                             "the file is corrupt or truncated; export it again") from None
+        super().__init__(path, mpp or meta, "user" if mpp else ("metadata" if meta else "unknown"))
+        self.format = "tiff"
+        w0 = self._levels[0].shape[1]
+        self.levels = [Level(z.shape[1], z.shape[0], w0 / z.shape[1]) for z in self._levels]
+        self.properties = {}
+
+    def _read_level(self, x, y, level, width, height):
+        z = self._levels[level]
+        ds = self.levels[level].downsample
+        lx, ly = int(round(x / ds)), int(round(y / ds))
+        out = np.full((height, width, 3), 255, np.uint8)
+        x0, y0 = max(lx, 0), max(ly, 0)
+        x1, y1 = min(lx + width, z.shape[1]), min(ly + height, z.shape[0])
+        if x1 > x0 and y1 > y0:
+            try:
+                part = np.asarray(z[y0:y1, x0:x1])
+            except Exception as exc:   # a damaged strip or tile: the codec's own error kinds
+                raise InputError(f"TIFF image cannot be read at level {level}, x {x0}, y {y0} "
+                                 f"({type(exc).__name__}: {exc})", self.path,
+                                 "the file is corrupt or truncated; export it again") from None
+            out[y0 - ly:y1 - ly, x0 - lx:x1 - lx] = to_rgb8(part, self.path)
+        return out
+
+    def close(self):
+        self._tif.close()
+
+
+def open_image(path: str | Path, mpp: float | None = None, force_mpp: bool = False) -> SlideImage:
     """Open a whole-slide image or a plain image, recognised by content.
 
     Parameters
@@ -359,17 +507,28 @@ def open_image(path: str | Path, mpp: float | None = None) -> SlideImage:
     path : str or Path
         Slide (svs, ndpi, mrxs, tiled tiff, dcm...) or plain PNG/JPEG/TIFF.
     mpp : float, optional
-        Level-0 pixel size in um/px; overrides the file's metadata.
+        Level-0 pixel size in um/px; overrides the file's metadata. It must lie
+        in ``PLAUSIBLE_MPP`` unless ``force_mpp``.
+    force_mpp : bool
+        Accept an ``mpp`` outside the plausible range.
+
+    Returns
+    -------
+    SlideImage
+        OpenSlide formats through OpenSlide; TIFFs read in parts
+        (``TiffImage``); PNG and JPEG decoded whole (up to ``DECODE_LIMIT_PX``).
+        Plain images have ``plain`` set (no slide scanner metadata, no glass
+        border guaranteed).
 
     Raises
     ------
     InputError
-        Missing, empty, corrupt or unrecognised file (one-line message with the fix).
+        Missing, empty, corrupt or unrecognised file, a symbolic link loop, an
+        image too large to decode, an implausible ``mpp`` (one-line message with the fix).
     """
     path = Path(path)
     _check_file(path)
-    if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
-        raise MppError(f"--mpp must be a positive number of um/px, got {mpp}", path, MPP_FIX)
+    mpp = check_user_mpp(mpp, path, force_mpp)
     fmt = sniff_format(path)
     if fmt is None:
         raise InputError("not a recognised slide or image (content matches no supported format)",
@@ -377,8 +536,10 @@ def open_image(path: str | Path, mpp: float | None = None) -> SlideImage:
                          "or a PNG/JPEG/TIFF image")
     if fmt not in ("png", "jpeg", "tiff"):
         return OpenSlideImage(path, fmt, mpp)
-    data, meta = read_plain(path, fmt)
-    rgb = to_rgb8(data, path)
-    if mpp:
-        return ArrayImage(rgb, path, fmt, mpp, "user")
-    return ArrayImage(rgb, path, fmt, meta, "metadata")
+    if fmt == "tiff":
+        img = TiffImage(path, mpp)
+    else:
+        data, meta = read_plain(path, fmt)
+        img = ArrayImage(to_rgb8(data, path), path, fmt, mpp or meta, "user" if mpp else "metadata")
+    img.plain = True
+    return img

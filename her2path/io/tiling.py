@@ -13,16 +13,19 @@ import numpy as np
 from skimage import morphology
 
 from ..config import Settings, TilingConfig, TissueConfig
-from ..errors import NoTissueError
+from ..errors import InputError, NoTissueError
 from ..optics import optical_density
 from .slide import SlideImage
+
+
+MAX_GRID_TILES = 250_000   # 160 cm^2 of 256-um tiles: far beyond a 25 x 75 mm slide
 
 
 @dataclass(frozen=True)
 class TissueMask:
     mask: np.ndarray   # bool (h, w), one pixel per ``mpp`` um
     mpp: float         # um/px of the mask
-    glass_od: float    # estimated optical density of empty glass
+    blank: bool = False  # the image holds no structure at all (its optical density is flat)
 
     @property
     def fraction(self) -> float:
@@ -67,6 +70,7 @@ def detect_tissue(thumb: np.ndarray, mpp: float, cfg: TissueConfig = TissueConfi
     """
     od = optical_density(cv2.GaussianBlur(thumb, (0, 0), 1.0)).max(axis=2)
     glass = float(min(np.percentile(od, 1), 0.08))
+    blank = float(np.percentile(od, 99.5)) - glass < cfg.min_od
     mask = od > glass + cfg.min_od
     r = int(round(cfg.smooth_um / mpp))
     if r >= 1:
@@ -76,7 +80,7 @@ def detect_tissue(thumb: np.ndarray, mpp: float, cfg: TissueConfig = TissueConfi
     if min_px > 1:
         mask = morphology.remove_small_objects(mask, max_size=min_px)
     mask = morphology.remove_small_holes(mask, max_size=min_px)
-    return TissueMask(mask=mask, mpp=mpp, glass_od=glass)
+    return TissueMask(mask=mask, mpp=mpp, blank=blank)
 
 
 def tissue_mask(slide: SlideImage, settings: Settings = Settings()) -> TissueMask:
@@ -89,9 +93,9 @@ def tile_grid(slide: SlideImage, settings: Settings = Settings(), tissue: Tissue
               require_tissue: bool = True, whole_image: bool = False) -> TileGrid:
     """Square tiles of ``tile_um`` at ``analysis_mpp`` covering the tissue.
 
-    With ``whole_image`` every tile is kept once any tissue is found (for
-    snapshots and regions of interest, where pale tissue may fill the frame
-    and the thumbnail has no glass to compare with).
+    With ``whole_image`` every tile is kept unless the image is blank (for
+    snapshots, cores and regions of interest, where pale tissue may fill the
+    frame and the thumbnail has no glass to compare with).
 
     Raises
     ------
@@ -104,6 +108,10 @@ def tile_grid(slide: SlideImage, settings: Settings = Settings(), tissue: Tissue
     step0 = cfg.tile_um / slide.mpp                 # level-0 px per tile
     size = int(round(cfg.tile_um / cfg.analysis_mpp))
     cols, rows = int(np.ceil(W / step0)), int(np.ceil(H / step0))
+    if cols * rows > MAX_GRID_TILES:
+        raise InputError(f"at {slide.mpp:g} um/px the image would be {W * slide.mpp / 1000:.3g} x "
+                         f"{H * slide.mpp / 1000:.3g} mm ({cols * rows} tiles): larger than any glass slide",
+                         slide.path, "the pixel size is probably wrong: check --mpp (or the file's metadata)")
     m = tissue.mask.astype(np.float32)
     k = slide.mpp / tissue.mpp                       # mask px per level-0 px
     tiles = []
@@ -117,7 +125,7 @@ def tile_grid(slide: SlideImage, settings: Settings = Settings(), tissue: Tissue
             frac = float(patch.sum() / ((my1 - my0) * (mx1 - mx0))) if patch.size else 0.0
             if frac > cfg.min_tissue_fraction or whole_image:
                 tiles.append(Tile(col, row, x, y, x1 - x, y1 - y, size, round(frac, 4)))
-    if whole_image and not tissue.mask.any():
+    if whole_image and tissue.blank:
         tiles = []
     if require_tissue and not tiles:
         raise NoTissueError("no tissue found on the slide", slide.path,

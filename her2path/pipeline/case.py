@@ -20,7 +20,7 @@ from .results_store import write_checksums
 def run_case(ihc=None, ish=None, out: str | Path | None = None, guideline: str = "breast",
              channels=DEFAULT_CHANNELS, brightfield: bool = False, mpp: float | None = None,
              ish_mpp: float | None = None, case_id: str | None = None, workers: int | None = None,
-             progress: bool = False, config: str | Path | None = None) -> CaseResult:
+             progress: bool = False, config: str | Path | None = None, force_mpp: bool = False) -> CaseResult:
     """Score the IHC slide, count the ISH fields, classify.
 
     With ``out``: ihc/, ish/, result.json, report.html and checksums.sha256
@@ -31,13 +31,13 @@ def run_case(ihc=None, ish=None, out: str | Path | None = None, guideline: str =
     settings = load_settings(config)
     ihc_result = ish_result = None
     if ihc:
-        with open_image(ihc, mpp=mpp) as slide:
+        with open_image(ihc, mpp=mpp, force_mpp=force_mpp) as slide:
             ihc_result = score_ihc(slide, guideline=guideline, workers=workers, progress=progress, settings=settings)
             if lay:
                 write_ihc_outputs(ihc_result, slide, lay.ihc.root)
     if ish:
         ish_result = count_ish(ish, channels, ish_mpp, brightfield, guideline, lay.ish.root if lay else None,
-                               settings=settings)
+                               settings=settings, force_mpp=force_mpp)
     result = classify(ihc_result, ish_result, guideline, case_id=case_id)
     if lay:
         atomic_write_bytes(lay.result, (result.to_json() + "\n").encode())

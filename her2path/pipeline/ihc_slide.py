@@ -8,13 +8,14 @@ import numpy as np
 
 from .._version import SOFTWARE
 from ..config import Settings, load_settings
+from ..errors import InputError
 from ..ihc.stain import Stains, stains_for
 from ..ihc.tile import TileCells, analyze_tile, core_cells
 from ..io.slide import ArrayImage, SlideImage, open_image
 from ..io.tiling import Tile, TileGrid, tile_grid
 from ..provenance import array_sha256, digest_files, digest_model, file_sha256
 from ..rules.flags import ihc_warnings, near_cutoff_reason
-from ..rules.ihc import cell_classes, ihc_decision, tile_score
+from ..rules.ihc import cell_classes, ihc_decision, stain_pattern, tile_score
 from ..rules.tables import Guideline, load_guideline
 from ..schema import CLASSES, CellTable, IhcResult, Provenance, StainInfo, TileResult
 from .workers import limit_threads, single_threaded_children
@@ -58,7 +59,7 @@ _W: dict = {}
 def _init_worker(source, mpp, grid, stains, settings, white, single_thread=False):
     if single_thread:   # one thread per worker process: no oversubscription of the cores
         limit_threads(torch_too=settings.tile_model.enabled)
-    slide = source if isinstance(source, SlideImage) else open_image(source, mpp=mpp)
+    slide = source if isinstance(source, SlideImage) else open_image(source, mpp=mpp, force_mpp=True)
     _W.update(slide=slide, grid=grid, stains=stains, settings=settings, white=white, model=None)
     if settings.tile_model.enabled:
         from ..classify.model import load_model
@@ -66,15 +67,16 @@ def _init_worker(source, mpp, grid, stains, settings, white, single_thread=False
         _W["model"] = load_model(settings.tile_model.path)[0]
 
 
-def _tile_job(index: int) -> tuple[int, TileCells, np.ndarray | None]:
-    """Cells of one tile and, when the tile model is on, its class probabilities for the tile core."""
+def _tile_job(index: int) -> tuple[int, TileCells, tuple[np.ndarray | None, bool]]:
+    """Cells of one tile and, when the tile model is on, its class probabilities for the tile core and
+    whether it abstained."""
     slide, grid, settings = _W["slide"], _W["grid"], _W["settings"]
     tile = grid.tiles[index]
     margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
     rgb = _read_with_margin(slide, tile, grid.mpp, margin)
     white = float(np.mean(_W["white"]))
     tc = analyze_tile(rgb, grid.mpp, _W["stains"], settings.ihc, white)
-    probs = None
+    probs = (None, False)
     if _W["model"] is not None:
         from ..classify.model import tile_probabilities
 
@@ -106,7 +108,7 @@ def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, whit
             # Fresh (spawned) workers: a fork after OpenCV has started its thread pool can deadlock,
             # and an OpenSlide handle must not be shared across processes. Slides are reopened by
             # path in each worker; in-memory images are sent to them.
-            src = slide if isinstance(slide, ArrayImage) else source
+            src = source if source else slide      # files are reopened by path; a caller's array is sent
             ctx = mp.get_context("spawn")
             with single_threaded_children():
                 pool = ctx.Pool(workers, initializer=_init_worker, initargs=(src, *args[1:], True))
@@ -127,9 +129,21 @@ def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, whit
     return results
 
 
+MAX_UPSAMPLE = 4.0   # a scan coarser than this times the analysis mpp cannot show membranes
+
+
+def check_resolution(slide: SlideImage, settings: Settings) -> None:
+    """Refuse scans too coarse to show membranes (InputError with the fix)."""
+    limit = MAX_UPSAMPLE * settings.tiling.analysis_mpp
+    if slide.mpp > limit:
+        raise InputError(f"a scan at {slide.mpp:g} um/px is too coarse to see membranes (needs {limit:g} um/px "
+                         f"or finer)", slide.path,
+                         "rescan at 20x (0.5 um/px) or 40x (0.25 um/px), or check --mpp")
+
+
 def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "breast",
               settings: Settings | None = None, workers: int | None = None,
-              progress=False) -> IhcResult:
+              progress=False, force_mpp: bool = False) -> IhcResult:
     """Score an IHC slide or image.
 
     Parameters
@@ -141,6 +155,8 @@ def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "bre
         ``breast``, ``gastric`` or ``gastric-biopsy``.
     workers : int, optional
         Worker processes (default: up to 4, one per CPU).
+    force_mpp : bool
+        Accept an ``mpp`` outside the plausible 0.05-20 um/px.
     progress : bool or callable
         True: a progress bar on stderr; a callable is called as ``progress(done, total)`` per tile.
 
@@ -158,15 +174,15 @@ def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "bre
             raise MppError("an image array needs its pixel size", "<array>", MPP_FIX)
         slide, source, digest = ArrayImage(image, mpp=mpp), None, array_sha256(image)
     elif isinstance(image, SlideImage):
-        slide, source = image, str(image.path)
+        slide, source = image, (str(image.path) if image.path.is_file() else None)
         digest = file_sha256(image.path) if image.path.is_file() else array_sha256(image.array)
     else:
-        slide, source = open_image(image, mpp=mpp), str(image)
+        slide, source = open_image(image, mpp=mpp, force_mpp=force_mpp), str(image)
         digest = digest_files([image])
     scan_mpp = slide.mpp                               # raises MppError when unknown
-    plain = isinstance(slide, ArrayImage)   # a snapshot or ROI: may have no glass to measure
-    grid = tile_grid(slide, settings, whole_image=plain)
-    white = np.full(3, 255.0, np.float32) if plain else glass_white(slide, grid)
+    check_resolution(slide, settings)
+    grid = tile_grid(slide, settings, whole_image=slide.plain)   # a snapshot or core: pale tissue may fill it
+    white = glass_white(slide, grid)
     stains = choose_stains(slide, grid, settings, white)
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     results = _run_tiles(source, slide, grid, stains, settings, white, workers, progress)
@@ -186,11 +202,12 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) ->
         model_sha = file_sha256(settings.tile_model.path or DEFAULT_MODEL)
     k = grid.mpp / scan_mpp
     margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
-    cols = {name: [] for name in ("x", "y", "cls", "completeness", "intensity", "cytoplasm", "basolateral",
-                                  "tile", "outline", "nucleus_radius")}
+    cols = {name: [] for name in ("x", "y", "cls", "completeness", "intensity", "cytoplasm", "nuclear_dab",
+                                  "basolateral", "tile", "outline", "nucleus_radius")}
     non_tumour, tiles, flagged = [], [], []
     excluded = 0
-    for i, (tile, (tc, probs)) in enumerate(zip(grid.tiles, results)):
+    abstained = 0
+    for i, (tile, (tc, (probs, abstain))) in enumerate(zip(grid.tiles, results)):
         x0 = tile.x + (tc.xy[:, 0] - margin) * k
         y0 = tile.y + (tc.xy[:, 1] - margin) * k
         keep = tc.tumour & ~tc.excluded
@@ -203,6 +220,7 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) ->
         cols["completeness"] += np.round(tc.completeness[keep], 4).tolist()
         cols["intensity"] += np.round(tc.intensity[keep], 4).tolist()
         cols["cytoplasm"] += np.round(tc.cytoplasm[keep], 4).tolist()
+        cols["nuclear_dab"] += np.round(tc.nuclear_dab[keep].astype(float), 4).tolist()
         cols["basolateral"] += calls.basolateral.tolist()
         cols["tile"] += [i] * int(keep.sum())
         cols["outline"] += np.round(tc.outline[keep] * k, 1).tolist()
@@ -210,9 +228,10 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) ->
         non_tumour += [(round(float(a), 2), round(float(b), 2)) for a, b in zip(x0[~tc.tumour], y0[~tc.tumour])]
         xy_um = np.c_[x0[keep], y0[keep]] * scan_mpp
         measured, near = tile_score(calls.cls, xy_um, table)
-        model_score = CLASSES[int(np.argmax(probs))] if probs is not None else None
-        flag = bool(model_score and measured and model_score != measured
-                    and keep.sum() >= settings.tile_model.min_tumour_cells)
+        compared = keep.sum() >= settings.tile_model.min_tumour_cells
+        abstained += bool(abstain and compared)
+        model_score = CLASSES[int(np.argmax(probs))] if probs is not None and not abstain else None
+        flag = bool(model_score and measured and model_score != measured and compared)
         if flag:
             flagged.append(i)
         tiles.append(TileResult(
@@ -220,17 +239,20 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) ->
             tumour_cells=int(keep.sum()), non_tumour_cells=int((~tc.tumour).sum()),
             counts={c: int((calls.cls == c).sum()) for c in CLASSES},
             score=measured, defocus_fraction=round(tc.defocus_fraction, 4), noise_od=round(tc.noise_od, 5),
-            model_score=model_score, flagged=flag, near_cutoff=near,
+            model_score=model_score, model_abstained=bool(abstain), flagged=flag, near_cutoff=near,
             model_probability=[round(float(v), 4) for v in probs] if probs is not None else None))
     xy_um = np.c_[cols["x"], cols["y"]] * scan_mpp if cols["x"] else np.zeros((0, 2))
-    decision = ihc_decision(cols["cls"], xy_um, table)
+    refusal, pattern_warnings = stain_pattern(cols["cls"], cols["nuclear_dab"], cols["cytoplasm"],
+                                              settings.ihc.specificity,
+                                              stains.source[8:] if stains.dab_absent else None)
+    decision = ihc_decision(cols["cls"], xy_um, table, refusal=refusal)
     n = len(cols["x"])
     warnings = ihc_warnings(
         tumour_cells=n, excluded_cells=excluded, dab_absent=stains.dab_absent,
         no_membrane_dab=all(c == "0" for c in cols["cls"]),
         stain_fallback=stains.source[10:] if stains.source.startswith("fallback: estimate") else None,
         flagged=len(flagged), compared=sum(t.tumour_cells >= settings.tile_model.min_tumour_cells for t in tiles),
-        dab_note=stains.source[8:])
+        dab_note=stains.source[8:], abstained=abstained) + pattern_warnings
     reasons = [decision.reason] + ([near_cutoff_reason(table.ihc.near_cutoff_points)] if decision.near_cutoff else [])
     w, h = slide.dimensions
     return IhcResult(

@@ -37,13 +37,13 @@ def _expand(inputs) -> list[Path]:
     return out
 
 
-def _load(path: Path, channels, mpp, brightfield, cfg: IshConfig) -> tuple[dict, float, np.ndarray]:
+def _load(path: Path, channels, mpp, brightfield, cfg: IshConfig, force_mpp: bool) -> tuple[dict, float, np.ndarray]:
     """Channels (nuclear, her2, cep17), um/px and an RGB view for the overlay."""
     if brightfield:
-        img = open_image(path, mpp=mpp)
+        img = open_image(path, mpp=mpp, force_mpp=force_mpp)
         rgb = img.read_region(0, 0, 0, *img.dimensions)
         return brightfield_channels(rgb, cfg.brightfield), img.mpp, rgb
-    f = read_fluorescence(path, channels, mpp)
+    f = read_fluorescence(path, channels, mpp, force_mpp)
     if f.mpp is None:
         raise MppError("pixel size (mpp) unknown: the file's metadata does not give it", path,
                        MPP_FIX.replace("0.5 for a 20x scan, 0.25 for 40x", "0.1 for a 63x FISH field"))
@@ -55,7 +55,7 @@ def _load(path: Path, channels, mpp, brightfield, cfg: IshConfig) -> tuple[dict,
 
 def count_ish(inputs, channels=DEFAULT_CHANNELS, mpp: float | None = None, brightfield: bool = False,
               guideline: str | Guideline = "breast", out: str | Path | None = None,
-              settings: Settings | None = None) -> IshResult:
+              settings: Settings | None = None, force_mpp: bool = False) -> IshResult:
     """Count ERBB2 and CEP17 per nucleus over the fields of one case and call it by guideline.
 
     Parameters
@@ -73,13 +73,15 @@ def count_ish(inputs, channels=DEFAULT_CHANNELS, mpp: float | None = None, brigh
         Folder for result.json, nuclei.csv and an overlay per field.
     settings : Settings, optional
         Its ``ish`` section is used (default: configs/default.yaml).
+    force_mpp : bool
+        Accept an ``mpp`` outside the plausible 0.05-20 um/px.
     """
     cfg = (settings or load_settings()).ish
     table = guideline if isinstance(guideline, Guideline) else load_guideline(guideline)
     paths = _expand([inputs] if isinstance(inputs, (str, Path)) else inputs)
     signals, views, mpps = [], [], []
     for p in paths:
-        ch, m, view = _load(p, channels, mpp, brightfield, cfg)
+        ch, m, view = _load(p, channels, mpp, brightfield, cfg, force_mpp)
         sig = analyse_field(ch, m, cfg, brightfield, jpeg=sniff_format(p) == "jpeg")
         if len(sig.nuclei.xy) == 0:
             raise InputError("no nuclei found in the field", p,

@@ -55,9 +55,9 @@ def cells_csv(result: IhcResult, path: str | Path) -> Path:
     c = result.cells
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["x", "y", "class", "completeness", "intensity", "cytoplasm", "basolateral", "tile"])
-    for row in zip(c.x, c.y, c.cls, c.completeness, c.intensity, c.cytoplasm, c.basolateral, c.tile):
-        w.writerow([*row[:6], int(row[6]), row[7]])
+    w.writerow(["x", "y", "class", "completeness", "intensity", "cytoplasm", "nuclear_dab", "basolateral", "tile"])
+    for row in zip(c.x, c.y, c.cls, c.completeness, c.intensity, c.cytoplasm, c.nuclear_dab, c.basolateral, c.tile):
+        w.writerow([*row[:7], int(row[7]), row[8]])
     atomic_write_bytes(Path(path), buf.getvalue().encode())
     return Path(path)
 
@@ -66,6 +66,12 @@ def _polygon(cx, cy, radii) -> list[list[float]]:
     """Closed ring from radii at equal angles (y down, as image and QuPath coordinates)."""
     ang = np.linspace(0, 2 * np.pi, len(radii), endpoint=False)
     pts = [[round(cx + r * np.cos(a), 1), round(cy + r * np.sin(a), 1)] for r, a in zip(radii, ang)]
+    return pts + [pts[0]]
+
+
+def _ring(cx, cy, vertices) -> list[list[float]]:
+    """Closed ring from vertices (dx, dy) around (cx, cy)."""
+    pts = [[round(cx + dx, 1), round(cy + dy, 1)] for dx, dy in vertices]
     return pts + [pts[0]]
 
 
@@ -78,7 +84,7 @@ def cells_geojson(result: IhcResult, path: str | Path) -> Path:
         cls = c.cls[i]
         feats.append({
             "type": "Feature",
-            "geometry": {"type": "Polygon", "coordinates": [_polygon(c.x[i], c.y[i], c.outline[i])]},
+            "geometry": {"type": "Polygon", "coordinates": [_ring(c.x[i], c.y[i], c.outline[i])]},
             "properties": {
                 "objectType": "cell",
                 "classification": {"name": f"HER2 {cls}", "color": list(CLASS_RGB[cls])},
@@ -141,7 +147,8 @@ def heatmap(result: IhcResult, slide: SlideImage, path: str | Path, max_px: int 
         if t.score is not None:
             cv2.rectangle(out, (int(t.x * k), int(t.y * k)),
                           (int((t.x + t.width) * k) - 1, int((t.y + t.height) * k) - 1), (200, 200, 200), 1)
-    _legend(out, [(f"slide: HER2 IHC {result.score} ({result.sub_label})", None)]
+    slide = f"{result.score} ({result.sub_label})" if result.score else "no call"
+    _legend(out, [(f"slide: HER2 IHC {slide}", None)]
             + [(f"tile {c}", CLASS_RGB[c]) for c in CLASS_RGB] + [(RESEARCH_ONLY, None)])
     return write_image(path, out)
 
@@ -158,7 +165,7 @@ def tile_views(result: IhcResult, slide: SlideImage, tile_index: int, cells: lis
     k = result.scan_mpp / result.mpp                     # analysis px per level-0 px
     c = result.cells
     for i in cells:
-        poly = np.array(_polygon((c.x[i] - t.x) * k, (c.y[i] - t.y) * k, np.array(c.outline[i]) * k))
+        poly = np.array(_ring((c.x[i] - t.x) * k, (c.y[i] - t.y) * k, np.array(c.outline[i]) * k))
         cv2.polylines(rgb, [np.round(poly * 4).astype(np.int32)], True, CLASS_RGB[c.cls[i]], 2, cv2.LINE_AA, 2)
     xy = (non_tumour - (t.x, t.y)) * k
     for xx, yy in xy[np.all((xy >= 0) & (xy < size), axis=1)]:

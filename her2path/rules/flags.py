@@ -19,7 +19,8 @@ FEW_CELLS = 200
 
 
 def ihc_warnings(tumour_cells: int, excluded_cells: int, dab_absent: bool, no_membrane_dab: bool,
-                 stain_fallback: str | None, flagged: int, compared: int, dab_note: str = "") -> list[str]:
+                 stain_fallback: str | None, flagged: int, compared: int, dab_note: str = "",
+                 abstained: int = 0) -> list[str]:
     """Warnings of an IHC result, from its figures.
 
     Parameters
@@ -31,21 +32,22 @@ def ihc_warnings(tumour_cells: int, excluded_cells: int, dab_absent: bool, no_me
     dab_absent : bool
         The stain estimate found no brown chromogen (e.g. an H&E slide); ``dab_note`` says why.
     no_membrane_dab : bool
-        No tumour cell has any membrane staining.
+        No tumour cell has any membrane staining (not said when there are no tumour cells: that
+        is a no call, with its own reason).
     stain_fallback : str or None
         Why the stain vectors could not be estimated (None: estimated or configured).
     flagged, compared : int
         Tiles where the tile model disagrees, out of the tiles compared.
+    abstained : int
+        Tiles the tile model did not vote on: unlike anything it was trained on.
     """
     warnings = []
-    if tumour_cells == 0:
-        warnings.append("no invasive tumour cells found: the score is not meaningful; check the slide")
-    elif tumour_cells < FEW_CELLS:
+    if 0 < tumour_cells < FEW_CELLS:
         warnings.append(f"only {tumour_cells} tumour cells scored: fewer than a pathologist would read")
     if dab_absent:
-        warnings.append(f"no DAB found on the slide ({dab_note}): every cell scored 0; "
+        warnings.append(f"no DAB found on the slide ({dab_note}): no HER2 score; "
                         "is this an H&E slide rather than HER2 IHC?")
-    elif no_membrane_dab:
+    elif no_membrane_dab and tumour_cells:
         warnings.append("no membrane DAB staining found anywhere: scored 0; check that this is a HER2 IHC "
                         "slide (an unstained control scores 0 too)")
     if excluded_cells:
@@ -56,6 +58,9 @@ def ihc_warnings(tumour_cells: int, excluded_cells: int, dab_absent: bool, no_me
     if flagged:
         warnings.append(f"{flagged} of {compared} tiles where the tile model's score differs from the measured "
                         "one: review them (flagged tiles)")
+    if abstained:
+        warnings.append(f"the tile model abstained on {abstained} of {compared} tiles: they lie outside what it was "
+                        "trained on, so it gives no second opinion there")
     return warnings
 
 

@@ -27,7 +27,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from ..config import CellClassConfig
+from ..config import CellClassConfig, SpecificityConfig
 from ..errors import ConfigError
 from ..schema import CLASSES, Score, SubLabel
 from .tables import Guideline, load_guideline
@@ -95,11 +95,11 @@ def cell_classes(completeness, intensity, cfg: CellClassConfig = CellClassConfig
 
 
 class IhcDecision(BaseModel):
-    """The IHC score a guideline table gives, with the rule and figures behind it."""
+    """The IHC score a guideline table gives (None: no call), with the rule and figures behind it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    score: Score
-    sub_label: SubLabel
+    score: Score | None
+    sub_label: SubLabel | None
     reason: str
     percent: dict[str, float]     # percent of tumour cells per class
     counts: dict[str, int]        # tumour cells per class
@@ -117,7 +117,60 @@ def _largest_cluster(xy_um: np.ndarray, member: np.ndarray, neighbour_um: float)
     return int(np.bincount(labels).max())
 
 
-def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast") -> IhcDecision:
+def stain_pattern(classes, nuclear_dab, cytoplasm, cfg: SpecificityConfig = SpecificityConfig(),
+                  dab_absent: str | None = None) -> tuple[str | None, list[str]]:
+    """Whether the DAB on these tumour cells is membrane staining at all.
+
+    Parameters
+    ----------
+    classes : (n,) array_like of str
+        Per-cell classes (from the membranes).
+    nuclear_dab, cytoplasm : (n,) array_like
+        DAB OD of each nucleus above its cytoplasm, and of each cytoplasm.
+    cfg : SpecificityConfig
+    dab_absent : str, optional
+        Why the stain estimate found no brown chromogen on the slide (an H&E
+        slide): then there is no HER2 stain to score at all.
+
+    Returns
+    -------
+    (refusal, warnings)
+        ``refusal``: why no HER2 score can be given: no DAB on the slide, or more than
+        ``max_nuclear_share`` of the cells have stained nuclei and fewer have
+        stained membranes (a nuclear stain such as Ki67, ER or PR); else None.
+        ``warnings``: cytoplasmic DAB without membrane staining in at least
+        ``cytoplasm_share`` of the cells (not membrane staining, not scored).
+
+    Examples
+    --------
+    >>> stain_pattern(["0"] * 10, [0.3] * 5 + [0.0] * 5, [0.0] * 10)[0][:33]
+    'DAB lies in the nuclei of 50% of '
+    >>> stain_pattern(["2+"] * 10, [0.0] * 10, [0.0] * 10)
+    (None, [])
+    >>> stain_pattern(["0"] * 10, [0.0] * 10, [0.0] * 10, dab_absent="eosin")[0][:28]
+    'no brown DAB on the slide (e'
+    """
+    if dab_absent:
+        return (f"no brown DAB on the slide ({dab_absent}): an H&E or other stain, not HER2 IHC; "
+                "check the slide"), []
+    classes = np.asarray(classes, object)
+    n = len(classes)
+    if n == 0:
+        return None, []
+    nuclear = float(np.mean(np.asarray(nuclear_dab) >= cfg.nuclear_dab_od))
+    membrane = float(np.mean(classes != "0"))
+    if nuclear > cfg.max_nuclear_share and nuclear > membrane:
+        return (f"DAB lies in the nuclei of {nuclear:.0%} of tumour cells and on the membranes of {membrane:.0%}: "
+                "the pattern of a nuclear stain (Ki67, ER, PR), not of HER2; check the stain"), []
+    cyto = float(np.mean((np.asarray(cytoplasm) >= cfg.cytoplasm_dab_od) & (classes == "0")))
+    if cyto >= cfg.cytoplasm_share:
+        return None, [f"cytoplasmic DAB without membrane staining in {cyto:.0%} of tumour cells: not membrane "
+                      "staining, not scored"]
+    return None, []
+
+
+def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast",
+                 min_cells: int | None = None, refusal: str | None = None) -> IhcDecision:
     """Score tumour cells by a guideline table.
 
     Parameters
@@ -128,6 +181,11 @@ def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast") -> 
         Cell centres in um; needed by cluster rules (``gastric-biopsy``).
     guideline : str or Guideline
         Table name in ``configs/guidelines`` or a loaded table.
+    min_cells : int, optional
+        Fewer tumour cells than this give no call (score None); default the
+        table's ``ihc.min_tumour_cells`` (a slide). Tiles pass 1.
+    refusal : str, optional
+        A reason the staining cannot be scored (``stain_pattern``): no call.
 
     Returns
     -------
@@ -143,12 +201,20 @@ def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast") -> 
     ('0', 'ultralow')
     >>> ihc_decision(["2+"] * 11 + ["0"] * 89).score
     '2+'
+    >>> ihc_decision(["3+"] * 4).score is None
+    True
     """
     table = guideline if isinstance(guideline, Guideline) else load_guideline(guideline)
     classes = np.asarray(list(classes), dtype=object)
     n = len(classes)
     counts = {c: int(np.sum(classes == c)) for c in CLASSES}
     percent = {c: (100.0 * counts[c] / n if n else 0.0) for c in CLASSES}
+    least = table.ihc.min_tumour_cells if min_cells is None else min_cells
+    if n < least or refusal:
+        what = "no invasive tumour cells were found" if n == 0 else f"only {n} invasive tumour cells were found"
+        why = refusal or f"{what} (at least {least} needed to score); check that the slide holds invasive tumour"
+        return IhcDecision(score=None, sub_label=None, percent={c: round(v, 3) for c, v in percent.items()},
+                           counts=counts, near_cutoff=False, reason=f"IHC no call ({table.name}): {why}")
     near = False
     for rule in table.ihc.rules:
         member = np.isin(classes, rule.classes) if n else np.zeros(0, bool)
@@ -190,5 +256,5 @@ def tile_score(classes, xy_um, guideline: Guideline) -> tuple[str | None, bool]:
     """
     if len(classes) == 0:
         return None, False
-    d = ihc_decision(classes, xy_um, guideline)
+    d = ihc_decision(classes, xy_um, guideline, min_cells=1)
     return d.score, d.near_cutoff

@@ -67,8 +67,8 @@ def _ihc_key(ihc) -> tuple[str, list[str], list[str]]:
         if ihc not in (*CLASSES, "no-call"):
             raise InputError(f"IHC score '{ihc}' is not one of 0, 1+, 2+, 3+, no-call", fix="e.g. --ihc 2+")
         return ihc, [f"IHC {ihc} (given)"], []
-    if ihc.tumour_cells == 0:
-        return "no-call", ["IHC: no invasive tumour cells were found"], []
+    if ihc.score is None:
+        return "no-call", list(ihc.reasons), ihc_flags(ihc)
     return ihc.score, list(ihc.reasons), ihc_flags(ihc)
 
 

@@ -54,6 +54,7 @@ class IhcTable(_Strict):
     sub_labels: dict[Literal["0-unstained", "0-stained", "1+", "2+", "3+"], SubLabel]
     near_cutoff_points: float = Field(2.0, ge=0)
     cluster_neighbour_um: float = Field(20.0, gt=0)
+    min_tumour_cells: int = Field(50, ge=1)   # fewer invasive tumour cells on a slide: no call
     u_shaped_complete: bool = False   # basolateral / lateral staining counts as complete (gastric)
 
     @model_validator(mode="after")

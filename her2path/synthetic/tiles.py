@@ -1,9 +1,12 @@
 """Labelled IHC tiles for training and evaluating the tile model: class folders 0/ 1+/ 2+/ 3+/.
 
-Each tile is a 128 x 128 um field at 0.5 um/px (256 px) rendered from a
-random class mix; its label is the guideline score of its true tumour cells.
+Each tile is a 128 x 128 um field at 0.5 um/px (256 px); its label is the
+(breast) guideline score of its true tumour cells. ``--generator random``
+(the default) draws every tile from the randomised generator
+(``synthetic.tissue``: architecture, stroma, counterstain, membranes, blur,
+colour cast, JPEG over their whole range); ``classic`` from the first one.
 
-    python -m her2path.synthetic.tiles OUT --n 2000 [--seed 0] [--variant lab-b]
+    python -m her2path.synthetic.tiles OUT --n 2000 [--seed 0] [--generator random|classic] [--variant lab-b]
 """
 from __future__ import annotations
 
@@ -39,13 +42,26 @@ def tile_spec(k: int, seed: int, variant: str = "default") -> IhcFieldSpec:
                    jpeg_quality=int(rng.choice([0, 90])) or None, **over)
 
 
-def write_tile_dataset(folder: str | Path, n: int, seed: int = 0, variant: str = "default") -> dict[str, int]:
+def random_tile(k: int, seed: int, min_cells: int = 8):
+    """The k-th tile from the randomised generator (redrawn until it holds ``min_cells`` tumour cells)."""
+    from .tissue import random_spec, render_tissue
+
+    for attempt in range(20):   # the field's seed modulo 4 picks its score: k cycles through 0, 1+, 2+, 3+
+        field_seed = 4 * int(np.random.default_rng([seed, k, attempt]).integers(2**28)) + k % 4
+        spec = random_spec(field_seed, mpp=TILE_MPP, width_um=TILE_UM, height_um=TILE_UM, guideline="breast")
+        f = render_tissue(spec)
+        if len(f.truth.cls) >= min_cells:
+            return f
+    return f
+
+
+def write_tile_dataset(folder: str | Path, n: int, seed: int = 0, variant: str = "default",
+                       generator: str = "random") -> dict[str, int]:
     """Write ``n`` labelled tiles into class folders; returns tiles per class."""
     folder = Path(folder)
     counts = {c: 0 for c in ("0", "1+", "2+", "3+")}
     for k in range(n):
-        spec = tile_spec(k, seed, variant)
-        f = render_ihc_field(spec)
+        f = random_tile(k, seed) if generator == "random" else render_ihc_field(tile_spec(k, seed, variant))
         label = f.decision.score
         (folder / label).mkdir(parents=True, exist_ok=True)
         path = folder / label / f"tile_{seed}_{k:05d}.png"
@@ -59,9 +75,10 @@ def main(argv=None) -> int:
     ap.add_argument("out")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variant", choices=sorted(VARIANTS), default="default")
+    ap.add_argument("--variant", choices=sorted(VARIANTS), default="default", help="classic generator only")
+    ap.add_argument("--generator", choices=["random", "classic"], default="random")
     args = ap.parse_args(argv)
-    print(write_tile_dataset(args.out, args.n, args.seed, args.variant))
+    print(write_tile_dataset(args.out, args.n, args.seed, args.variant, args.generator))
     return 0
 
 

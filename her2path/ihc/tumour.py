@@ -1,0 +1,131 @@
+"""Tumour cells: epithelial cells by their nucleus, inside regions that are epithelium.
+
+Two levels, because stroma, smooth muscle and lymphocytes each fool one:
+
+* the cell: a nucleus large enough (lymphocytes and most fibroblast profiles
+  are smaller), standing clearly above its background (``min_contrast_od``:
+  texture that passes the nucleus detector does not), not spindle-shaped (fibroblasts, smooth muscle) unless packed
+  among many close nuclei (columnar epithelium), and not lymphocyte-dark; a
+  cell with a hidden nucleus inside a membrane-enclosed basin is epithelial
+  (only epithelium carries HER2 on its membranes);
+* the region: epithelium is cohesive. A cell must belong to a group of at
+  least ``min_group_cells`` candidates, each within ``link_factor`` nuclear
+  diameters of the next (relative to the cells' size), or lie where stained
+  membranes make at least ``min_membrane_fraction`` of the tissue (Gaussian
+  window of ``region_um``). Scattered stromal or muscle cells that pass the
+  cell test fail both;
+* the texture: smooth muscle and dense fibrous stroma are made of aligned
+  fibres, epithelium is not. Where the hematoxylin texture's orientation
+  coherence (structure tensor over ``region_um``) exceeds ``max_coherence``
+  no cell is tumour unless stained membranes say otherwise.
+
+Examples
+--------
+>>> import numpy as np
+>>> xy = np.array([[0, 0], [8, 0], [16, 0], [60, 60]], float)
+>>> in_groups(xy, np.ones(4, bool), 10.0, 3).tolist()
+[True, True, True, False]
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ..config import TumourConfig
+from .cells import Cells, MembraneMap
+
+
+def candidate_nuclei(cells: Cells, mpp: float, cfg: TumourConfig = TumourConfig()) -> np.ndarray:
+    """(n_cells,) bool: cells whose nucleus looks epithelial (basin cells: always)."""
+    nu = cells.nuclei
+    idx = cells.nucleus
+    has = idx >= 0
+    out = np.ones(len(cells), bool)
+    if not has.any():
+        return out
+    j = idx[has]
+    area, ratio, mean_h, contrast = nu.area_um2[j], nu.axis_ratio[j], nu.mean_h[j], nu.contrast[j]
+    big = area >= cfg.min_area_um2
+    # Darkness is judged against the larger nuclei (tumour nuclei in a tumour field): where
+    # lymphocytes outnumber tumour cells they would otherwise set the reference themselves.
+    large = area > cfg.lymphocyte_max_area_um2
+    ref = np.median(mean_h[large if large.sum() >= 10 else big] if big.any() else mean_h)
+    xy_um = nu.xy[j] * mpp
+    packed = np.array([len(c) - 1 for c in cKDTree(xy_um).query_ball_point(xy_um, cfg.packed_um)])
+    shape_ok = (ratio <= cfg.max_axis_ratio) | ((ratio <= cfg.packed_max_axis_ratio) & (packed >= cfg.packed_neighbours))
+    lymphocyte = (area <= cfg.lymphocyte_max_area_um2) & (mean_h > cfg.max_relative_h * ref)
+    out[has] = big & shape_ok & ~lymphocyte & (contrast >= cfg.min_contrast_od)
+    return out
+
+
+def link_distance(cells: Cells, cand: np.ndarray, mpp: float, cfg: TumourConfig) -> float:
+    """How close (um) two tumour cells of this tile must be to count as touching: ``link_factor``
+    nuclear diameters (the tile's median candidate nucleus), within ``link_um`` limits. Cohesion
+    is judged relative to the cells' own size, so small and large cells are treated alike."""
+    j = cells.nucleus[cand & (cells.nucleus >= 0)]
+    if len(j) == 0:
+        return cfg.link_um[1]
+    diameter = float(np.median(2 * np.sqrt(cells.nuclei.area_um2[j] / np.pi)))
+    return float(np.clip(cfg.link_factor * diameter, *cfg.link_um))
+
+
+def coherence(h: np.ndarray, mpp: float, window_um: float, gradient_um: float = 1.0) -> np.ndarray:
+    """Orientation coherence (0: isotropic, 1: all structure aligned) of an image's texture: the
+    structure tensor of gradients at ``gradient_um``, averaged over a Gaussian of ``window_um``.
+
+    Examples
+    --------
+    >>> stripes = np.tile(np.sin(np.arange(64) / 2.0).astype(np.float32), (64, 1))
+    >>> round(float(coherence(stripes, 0.5, 5.0)[32, 32]), 2)
+    1.0
+    """
+    g = cv2.GaussianBlur(h, (0, 0), gradient_um / mpp)
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+    s = window_um / mpp
+    jxx, jyy, jxy = (cv2.GaussianBlur(a, (0, 0), s) for a in (gx * gx, gy * gy, gx * gy))
+    return np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / np.maximum(jxx + jyy, 1e-12)
+
+
+def classify_tumour(cells: Cells, mem: MembraneMap, mpp: float, cfg: TumourConfig = TumourConfig(),
+                    h: np.ndarray | None = None) -> np.ndarray:
+    """(n_cells,) bool tumour cells (see the module docstring); ``h`` the hematoxylin image (texture)."""
+    n = len(cells)
+    if n == 0:
+        return np.zeros(0, bool)
+    cand = candidate_nuclei(cells, mpp, cfg)
+    shape = cells.territory.shape
+    membrane = cv2.GaussianBlur(mem.mask.astype(np.float32), (0, 0), cfg.region_um / mpp)
+    xi = np.clip(np.round(cells.xy[:, 0]).astype(int), 0, shape[1] - 1)
+    yi = np.clip(np.round(cells.xy[:, 1]).astype(int), 0, shape[0] - 1)
+    stained_region = membrane[yi, xi] >= cfg.min_membrane_fraction
+    if h is not None:
+        cand &= (coherence(h, mpp, cfg.region_um)[yi, xi] <= cfg.max_coherence) | stained_region
+    grouped = in_groups(cells.xy * mpp, cand, link_distance(cells, cand, mpp, cfg), cfg.min_group_cells)
+    return cand & (grouped | stained_region)
+
+
+def in_groups(xy_um: np.ndarray, member: np.ndarray, link_um: float, min_cells: int) -> np.ndarray:
+    """``member`` cells that belong to a group of at least ``min_cells`` members, linked when their
+    centres lie within ``link_um`` of each other.
+
+    Examples
+    --------
+    >>> xy = np.array([[0, 0], [10, 0], [20, 0], [100, 100]], float)
+    >>> in_groups(xy, np.ones(4, bool), 15.0, 3).tolist()
+    [True, True, True, False]
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    idx = np.flatnonzero(member)
+    out = np.zeros(len(member), bool)
+    if len(idx) < min_cells:
+        return out
+    pairs = cKDTree(xy_um[idx]).query_pairs(link_um, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(idx),) * 2)
+    _, labels = connected_components(graph, directed=False)
+    sizes = np.bincount(labels)
+    out[idx] = sizes[labels] >= min_cells
+    return out

@@ -1,0 +1,134 @@
+"""IHC on tissue the first generator never drew: negatives refused, no tumour no call, many cells per
+tile, any image size (the randomised generator, ``synthetic.tissue``)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from her2path.config import IhcConfig
+from her2path.ihc.cells import Cells
+from her2path.ihc.membrane import MAX_REMAP_ROWS, measure_membranes, sample_rays
+from her2path.ihc.nuclei import Nuclei
+from her2path.io.writers import write_image
+from her2path.pipeline.ihc_slide import score_ihc
+from her2path.rules.ihc import stain_pattern
+from her2path.synthetic.tissue import random_spec, render_tissue
+
+
+def _score(spec, tmp_path):
+    f = render_tissue(spec)
+    path = write_image(tmp_path / f"f{spec.seed}.png", f.rgb, spec.mpp)
+    return f, score_ihc(path, guideline=spec.guideline, workers=1)
+
+
+CYTOPLASM_GAP = ("known gap (issue 11): 4 of 264 cells, unstained ones whose territory reaches into a neighbour "
+                 "with brown cytoplasm, are read as intense complete membranes, and the 'unusual pattern' rule "
+                 "(>= 1% intense complete) makes the field 2+")
+
+
+@pytest.mark.parametrize("negative,seed", [("nuclear-dab", 7001), ("nuclear-dab", 7002), ("he", 7003), ("he", 7004),
+                                           ("cytoplasm", 7005),
+                                           pytest.param("cytoplasm", 7006,
+                                                        marks=pytest.mark.xfail(strict=True, reason=CYTOPLASM_GAP))])
+def test_negatives_never_score_2_or_3(negative, seed, tmp_path):
+    f, r = _score(random_spec(seed, negative=negative, width_um=320, height_um=320), tmp_path)
+    assert r.score not in ("2+", "3+")
+    if negative == "he":                          # no HER2 stain at all: refused, and said why
+        assert r.score is None and r.stains.source.startswith("no DAB") and "H&E" in r.stains.source
+        assert "no brown DAB" in r.reasons[0] and any("no DAB" in w for w in r.warnings)
+
+
+def test_a_nuclear_stain_is_refused_with_the_reason():
+    refusal, _ = stain_pattern(["0"] * 70 + ["1+"] * 10, [0.3] * 40 + [0.0] * 40, [0.0] * 80)
+    assert refusal and "nuclei of 50%" in refusal and "Ki67" in refusal
+    refusal, warnings = stain_pattern(["0"] * 80 + ["2+"] * 20, [0.0] * 100, [0.3] * 50 + [0.0] * 50)
+    assert refusal is None and "cytoplasmic DAB" in warnings[0]
+
+
+def test_tissue_without_tumour_is_no_call(tmp_path):
+    spec = random_spec(7010, tumour_area=0.001, stroma="muscle", width_um=384, height_um=384)
+    f, r = _score(spec, tmp_path)
+    assert len(f.truth.cls) < 5
+    assert r.score is None and "tumour cells" in r.reasons[0] and "no call" in r.reasons[0]
+
+
+@pytest.mark.parametrize("morphology", ["solid", "glands", "cribriform"])
+def test_tumour_cells_are_found_in_varied_architecture(morphology, tmp_path):
+    spec = random_spec(7020, morphology=morphology, percent={"0": 50, "1+": 10, "2+": 10, "3+": 30},
+                       width_um=384, height_um=384, jpeg_quality=None, guideline="gastric")
+    f, r = _score(spec, tmp_path)
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(np.c_[r.cells.x, r.cells.y]).query(f.truth.xy_px)
+    assert np.mean(d < 0.6 * spec.cell_um / spec.mpp) > 0.6          # most tumour cells found
+    if morphology == "glands":
+        # Known gap (issue 11): lymphoid aggregates outnumber the glands here and set the darkness
+        # reference, so ~165 lymphocytes count as unstained tumour cells and dilute the score to 0.
+        pytest.xfail("lymphocytes counted as tumour dilute the gland field's score")
+    assert r.score in ("2+", "3+")
+
+
+def test_sample_rays_chunks_give_the_same_samples():
+    rng = np.random.default_rng(0)
+    img = rng.random((200, 200)).astype(np.float32)
+    xy = rng.uniform(20, 180, (3 * MAX_REMAP_ROWS // 36 + 7, 2))
+    ang = np.linspace(0, 2 * np.pi, 36, endpoint=False, dtype=np.float32)
+    radii = np.arange(0, 10, 0.5, dtype=np.float32)
+    whole = sample_rays([(img, cv2.INTER_LINEAR)], xy, ang, radii)[0]
+    one = sample_rays([(img, cv2.INTER_LINEAR)], xy[-5:], ang, radii)[0]
+    assert whole.shape == (len(xy), 36, len(radii)) and np.array_equal(whole[-5:], one)
+
+
+def test_a_tile_with_more_cells_than_one_remap_call_takes():
+    # 2,704 small cells in one tile: 97,344 rays, more than three times what one OpenCV remap call may hold.
+    side, step = 520, 10
+    ys, xs = np.mgrid[step // 2:side:step, step // 2:side:step]
+    xy = np.c_[xs.ravel(), ys.ravel()].astype(float)
+    n = len(xy)
+    markers = np.zeros((side, side), np.int32)
+    markers[ys.ravel(), xs.ravel()] = np.arange(1, n + 1)
+    from skimage.segmentation import expand_labels
+
+    territory = expand_labels(markers, 6).astype(np.int32)
+    dab = np.zeros((side, side), np.float32)
+    dab[(xs.ravel()[0] + step // 2)::step] = 0.3            # stained horizontal membranes
+    nuclei = Nuclei(np.zeros((side, side), np.int32), np.zeros((0, 2)), *(np.zeros(0),) * 5)
+    cells = Cells(territory, xy, np.full(n, -1), np.zeros(n), nuclei)
+    assert n * 36 > 3 * MAX_REMAP_ROWS
+    m = measure_membranes(dab, cells, 0.5, IhcConfig().membrane)
+    assert len(m.completeness) == n and np.isfinite(m.intensity).all()
+
+
+def test_a_large_tiff_is_read_in_parts_in_bounded_memory(tmp_path):
+    # A 16000 x 16000 px striped TIFF (768 MB of pixels; OpenSlide reads only tiled ones), gridded and
+    # read in a fresh process: its peak memory stays far below the image's size.
+    path = tmp_path / "big.tif"
+    write = r"""
+import sys, numpy as np, tifffile
+side = 16000
+img = np.full((side, side, 3), 240, np.uint8)
+img[4000:6000, 4000:6000] = np.random.default_rng(0).integers(90, 160, (2000, 2000, 3), dtype=np.uint8)
+tifffile.imwrite(sys.argv[1], img, rowsperstrip=64, photometric="rgb", compression="zlib",
+                 resolution=(1e4 / 0.25, 1e4 / 0.25), resolutionunit="CENTIMETER")
+"""
+    read = r"""
+import sys
+from her2path.io import open_image
+from her2path.io.tiling import tile_grid
+from her2path.config import Settings
+with open_image(sys.argv[1]) as img:
+    grid = tile_grid(img, Settings())
+    region = img.read_at_mpp(4000, 4000, 512, 512, 0.5)
+assert img.format == "tiff" and region.shape == (512, 512, 3), img.format
+peak = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) // 1024
+print("PEAK", peak, len(grid.tiles))
+"""
+    subprocess.run([sys.executable, "-c", write, str(path)], check=True, timeout=600)
+    r = subprocess.run([sys.executable, "-c", read, str(path)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    peak = int(r.stdout.split("PEAK")[1].split()[0])
+    assert peak < 600, f"peak {peak} MiB for a 768-MB image"
