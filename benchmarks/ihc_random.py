@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from her2path.classify.metrics import qwk
+from her2path.errors import Her2PathError
 from her2path.io.writers import write_image
 from her2path.pipeline.ihc_slide import score_ihc
 from her2path.schema import CLASSES
@@ -40,8 +41,14 @@ def score_field(spec, folder: Path, workers: int) -> dict:
         path.write_bytes(f.encoded)
     else:
         write_image(path, f.rgb, spec.mpp)
-    r = score_ihc(path, guideline=spec.guideline, workers=workers)
     t = f.truth
+    try:
+        r = score_ihc(path, guideline=spec.guideline, workers=workers)
+    except Her2PathError as exc:             # refused as a user would see it: counted as a no-call
+        return {"seed": spec.seed, "axes": f.axes, "guideline": spec.guideline, "negative": spec.negative,
+                "truth_score": f.decision.score, "score": None, "truth_percent": f.decision.percent,
+                "percent": {c: 0.0 for c in CLASSES}, "truth_cells": len(t.cls), "pred_cells": 0, "matched": 0,
+                "tc": [], "pc": [], "reasons": [exc.one_line()], "warnings": [], "spec": spec_dict(spec)}
     pred = np.c_[r.cells.x, r.cells.y]
     ti, pi = match(t.xy_px, pred, 0.6 * spec.cell_um / spec.mpp)
     idx = {c: i for i, c in enumerate(CLASSES)}

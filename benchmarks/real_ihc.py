@@ -105,6 +105,15 @@ def score_core(code: Path, path: Path, mpp: float, guideline: str, workers: int,
     return {"error": (r.stderr.strip().splitlines() or ["no output"])[-1][:300]}
 
 
+def model_vote(votes: list[str]) -> str | None:
+    """The tile model's slide-level vote: the class most of its voting tiles (>= 20 tumour cells)
+    give, the higher class on a tie; None (abstains) without votes."""
+    if not votes:
+        return None
+    order = ["0", "1+", "2+", "3+"]
+    return max(order, key=lambda c: (votes.count(c), order.index(c)))
+
+
 def baseline_tree(rev: str) -> Path:
     """A worktree of commit ``rev`` in benchmarks/.cache (made once)."""
     root = Path(__file__).resolve().parents[1]
@@ -151,22 +160,27 @@ def main(argv=None) -> int:
         if got is None:
             got = "no call"
         ok = (got == exp) or (exp == "no tumour" and got == "no call") or (exp.startswith("0 (") and got == "0")
+        vote = model_vote(ours.get("model_votes") or [])
         results.append({"file": row["file"], "label": row["ihc_score"], "expected": exp, "core_shows": row["core_shows"],
-                        "ours": ours, "baseline": old, "agrees": ok})
+                        "ours": ours, "baseline": old, "agrees": ok, "model_vote": vote,
+                        "model_agrees": None if vote is None else (vote == exp or (exp.startswith("0 (") and vote == "0"))})
         pct = ours.get("percent") or {}
         table.append([Path(row["file"]).name[:10], row["ihc_score"], exp, got, "yes" if ok else "NO",
                       " ".join(f"{k}:{v:.0f}" for k, v in pct.items()), ours.get("tumour_cells", "-"),
                       ours.get("seconds", "-"), ours.get("peak_mib", "-"),
+                      f"{vote or 'abstains'} ({len(ours.get('model_votes') or [])} tiles, {ours.get('flagged_tiles', 0)} flagged)",
                       (old.get("score", old.get("error", "?")[:20]) if old else "-"),
                       (old.get("seconds", "-") if old else "-")])
     shows = [r for r in results if r["expected"] == r["label"]]
     summary = {"cores": len(results), "agree_all": sum(r["agrees"] for r in results),
+               "model_agrees": sum(bool(r["model_agrees"]) for r in results),
+               "model_abstains": sum(r["model_vote"] is None for r in results),
                "cores_showing_label": len(shows), "agree_showing_label": sum(r["agrees"] for r in shows),
                "seconds": round(time.perf_counter() - t_all, 1)}
     print_table(f"Real HER2 IHC cores ({folder}): agree on {summary['agree_showing_label']} of "
                 f"{summary['cores_showing_label']} showing their label, {summary['agree_all']} of {len(results)} in all",
                 ["core", "label", "right answer", "ours", "agrees", "% cells 0/1+/2+/3+", "tumour cells", "s",
-                 "peak MiB", f"baseline {args.baseline or ''}", "baseline s"], table)
+                 "peak MiB", "tile model vote", f"baseline {args.baseline or ''}", "baseline s"], table)
     path = write_results("real_ihc", {"folder": str(folder), "baseline": args.baseline, "summary": summary,
                                       "cores": results, "overlays": args.overlays})
     print(f"wrote {path}; overlays in {args.overlays}")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import Her2PathError
+from .progress import for_command
 
 
 def os_error_line(exc: OSError) -> str:
@@ -59,12 +60,16 @@ def cmd_ihc(args) -> int:
     from .pipeline.ihc_slide import score_ihc
     from .pipeline.outputs import write_ihc_outputs
 
-    with open_image(args.input, mpp=args.mpp, force_mpp=args.force_mpp) as slide:
-        result = score_ihc(slide, guideline=args.guideline, workers=args.workers,
-                           settings=load_settings(args.config) if args.config else None,
-                           progress=not args.json and sys.stderr.isatty())
-        if args.out:
-            write_ihc_outputs(result, slide, args.out)
+    progress = for_command("ihc", args.quiet, args.json)
+    try:
+        progress.stage("open")
+        with open_image(args.input, mpp=args.mpp, force_mpp=args.force_mpp) as slide:
+            result = score_ihc(slide, guideline=args.guideline, workers=args.workers, roi=args.roi,
+                               settings=load_settings(args.config) if args.config else None, progress=progress)
+            if args.out:
+                write_ihc_outputs(result, slide, args.out, progress)
+    finally:
+        progress.close()
     if args.json:
         _print_json(result.summary().model_dump(mode="json"))
         return 0
@@ -138,6 +143,14 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .pipeline.report import write_pdf
+
+    path = write_pdf(args.case, args.pdf)
+    print(f"wrote {path} (the report of {args.case}, printed by Chromium)")
+    return 0
+
+
 def cmd_case(args) -> int:
     from .errors import InputError
     from .io.fluorescence import parse_channels
@@ -148,7 +161,7 @@ def cmd_case(args) -> int:
     result = run_case(args.ihc, args.ish, args.out, args.guideline, parse_channels(args.channels),
                       args.brightfield, args.mpp, args.ish_mpp, workers=args.workers, config=args.config,
                       case_id=args.case_id or (Path(args.out).name if args.out else None), force_mpp=args.force_mpp,
-                      progress=not args.json and sys.stderr.isatty())
+                      roi=args.roi, progress=for_command("case", args.quiet, args.json))
     if args.json:
         _print_json(result.summary())
     else:
@@ -205,7 +218,8 @@ def cmd_batch(args) -> int:
 
     options = BatchOptions(args.guideline, args.config, parse_channels(args.channels), args.brightfield)
     res = run_batch(args.folder, args.out, workers=args.workers, scheduler=args.scheduler, manifest=args.manifest,
-                    options=options, force=args.force, progress=sys.stderr.isatty())
+                    options=options, force=args.force,
+                    progress=for_command("batch", args.quiet, bar=False) or True)
     c = Console()
     table = Table("case", "state", "status", "IHC", "ISH group", "ratio", "time (s)", "error",
                   title=f"her2path batch: {args.out} ({res.seconds:.0f} s)")
@@ -289,6 +303,9 @@ def cmd_demo(args) -> int:
 
 
 OPTIONS = {   # options several commands share: one wording, one default
+    "roi": (("--roi",), {"help": "scoring region: a QuPath GeoJSON export of annotations (level-0 px; classes "
+                                 "Ignore*, Exclude, Region* are cut out) or a binary mask image of the slide"}),
+    "quiet": (("--quiet", "-q"), {"action": "store_true", "help": "no progress (bar or log lines)"}),
     "guideline": (("--guideline",), {"default": "breast", "help": "breast (default), gastric or gastric-biopsy"}),
     "config": (("--config",), {"help": "settings YAML (default: configs/default.yaml; see her2path calibrate)"}),
     "channels": (("--channels",), {"help": "channel order of multichannel ISH TIFFs (default her2,cep17,dapi)"}),
@@ -324,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ihc", help="score HER2 IHC on a slide or image (0, 1+, 2+, 3+)")
     s.add_argument("input", help="slide or image file")
     s.add_argument("--mpp", type=float, help="level-0 pixel size in um/px (overrides metadata)")
-    _options(s, "guideline", "config", "json", "force_mpp")
+    _options(s, "guideline", "config", "json", "force_mpp", "roi", "quiet")
     s.add_argument("--out", help="folder for result.json, cells.csv, cells.geojson, heatmap and overlays")
     s.add_argument("--workers", type=int, default=None, help="worker processes (default: up to 4)")
     s.set_defaults(func=cmd_ihc)
@@ -344,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786) to run the cases on")
     s.add_argument("--manifest", help="CSV with columns case_id,ihc,ish (ISH paths separated by ;)")
     s.add_argument("--force", action="store_true", help="redo cases already done")
-    _options(s, "guideline", "config", "channels", "brightfield")
+    _options(s, "guideline", "config", "channels", "brightfield", "quiet")
     s.set_defaults(func=cmd_batch)
 
     s = sub.add_parser("review", help="review scored tiles in the browser (local web server)")
@@ -381,12 +398,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ish", nargs="+", help="ISH field images (or folders) of the same case")
     s.add_argument("--mpp", type=float, help="IHC level-0 pixel size in um/px (overrides metadata)")
     s.add_argument("--ish-mpp", type=float, help="ISH field pixel size in um/px (overrides metadata)")
-    _options(s, "force_mpp")
+    _options(s, "force_mpp", "roi", "quiet")
     _options(s, "guideline", "config", "channels", "brightfield", "json")
     s.add_argument("--workers", type=int, default=None, help="worker processes for the IHC slide")
     s.add_argument("--out", help="folder for result.json, ihc/ and ish/")
     s.add_argument("--case-id", help="the case's id in result.json and the report (default: the --out folder's name)")
     s.set_defaults(func=cmd_case)
+
+    s = sub.add_parser("report", help="print a case's report to PDF (the case folder is left as it is)")
+    s.add_argument("case", help="a case folder written by `her2path case` or `batch` (cases/ID)")
+    s.add_argument("--pdf", required=True, help="PDF file to write")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("train", help="train the tile model on an annotated tile dataset")
     s.add_argument("dataset", help="class folders 0/ 1+/ 2+/ 3+/, a path,label CSV, BCI-style names or a review export")

@@ -23,6 +23,8 @@ class TilingConfig(_Section):
     tile_um: float = Field(256.0, gt=0, description="tile edge at analysis resolution, um")
     thumbnail_mpp: float = Field(8.0, gt=0, description="tissue-detection thumbnail resolution, um/px")
     min_tissue_fraction: float = Field(0.0, ge=0, lt=1)
+    exclude_classes: tuple[str, ...] = Field(("Ignore*", "Exclude", "Region*"), description="annotation classes "
+                                             "cut out of a --roi region (no case, trailing * optional)")
 
 
 class TissueConfig(_Section):
@@ -163,6 +165,8 @@ class IshSpotsConfig(_Section):
     k_noise: float = Field(6.0, gt=0, description="detection threshold in noise units of the band-pass image")
     cluster_min: float = Field(2.5, gt=1, description="a blob with this many single-signal units or more is a cluster")
     faint: float = Field(0.3, ge=0, lt=1, description="a blob under this many units is not a signal")
+    reference_snr: float = Field(2.0, ge=1, description="blobs whose band-pass peak reaches this x the detection "
+                                 "threshold set the single-signal reference")
     bleed: float = Field(0.35, ge=0, lt=1, description="a co-located blob under this share of the other colour "
                                                          "is bleed-through")
     bleed_jpeg: float = Field(0.7, ge=0, lt=1, description="the same for JPEG composites (shared chroma)")
@@ -173,6 +177,8 @@ class BrightfieldConfig(_Section):
     silver: tuple[float, float, float] = (0.58, 0.60, 0.55)     # black silver dots: HER2
     red: tuple[float, float, float] = (0.10, 0.75, 0.55)        # Fast Red dots: CEP17
     silver_opaque_od: float = Field(1.0, gt=0, description="silver OD above which no colour is left to read")
+    illumination_block_um: float = Field(6.0, gt=0, description="blocks over which the glass brightness "
+                                         "(white balance, uneven lamp) is estimated")
 
 
 class IshConfig(_Section):

@@ -112,6 +112,16 @@ class TileResult(Model):
     near_cutoff: bool = False      # the tile's deciding percentage lies near a cut-off
 
 
+class RegionInfo(Model):
+    """The scoring region a pathologist drew (``--roi``): only cells whose centre lies in it count."""
+
+    source: str                    # the GeoJSON or mask file
+    sha256: str                    # of that file
+    area_mm2: float                # of the region (exclusions cut out)
+    excluded_annotations: int      # annotations classed Ignore*/Exclude/Region* that were cut out
+    tiles_outside: int             # tissue tiles outside the region: never read
+
+
 class IhcSummary(Model):
     """The IHC score of one slide or image with its figures (no per-cell or per-tile lists)."""
 
@@ -135,6 +145,7 @@ class IhcSummary(Model):
     width: int                     # level-0 px of the input
     height: int
     provenance: Provenance
+    region: RegionInfo | None = None   # None: the whole slide was scored
 
 
 class IhcResult(IhcSummary):
@@ -183,6 +194,9 @@ class IshSummary(Model):
     fields: list[str]
     single_signal: dict[str, float]  # reference integrated intensity of one signal, per probe
     provenance: Provenance
+    found: int = 0                   # nuclei found in the fields, evaluable or not
+    excluded: dict[str, int] = {}    # nuclei not counted, per reason (cut by the edge, overlapping ...)
+    saturated_clusters: dict[str, int] = {}   # clusters at the camera's full scale: copies are lower bounds
 
 
 class IshResult(IshSummary):

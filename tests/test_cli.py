@@ -124,3 +124,25 @@ def test_ish_few_nuclei_is_a_no_call(tmp_path):
     r = run("ish", p, "--json")
     out = json.loads(r.stdout)
     assert r.returncode == 0 and out["call"] == "no-call" and "evaluable nuclei" in out["reasons"][0]
+
+
+def test_off_a_terminal_stages_are_logged_with_timestamps(tmp_path):
+    import re
+
+    from her2path.io.writers import write_image
+    from her2path.synthetic.ihc import preset, render_ihc_field
+
+    img = write_image(tmp_path / "f.png", render_ihc_field(preset("2+", seed=3, width_um=300, height_um=300)).rgb, 0.5)
+    cmd = [sys.executable, "-m", "her2path.cli", "ihc", str(img), "--workers", "1", "--out", str(tmp_path / "o")]
+    with open(tmp_path / "log.txt", "w") as log:                  # her2path ihc ... > log.txt
+        assert subprocess.run(cmd, stdout=log, stderr=subprocess.PIPE, timeout=300).returncode == 0
+    lines = (tmp_path / "log.txt").read_text().splitlines()
+    staged = [m.group(1) for m in (re.match(r"\d{4}-\d\d-\d\dT[\d:]{8} her2path ihc: (\w+)", ln) for ln in lines) if m]
+    for stage in ("open", "tissue", "stains", "tiles", "outputs", "done"):
+        assert stage in staged
+    assert any(re.search(r"outputs \d+/\d+", ln) for ln in lines)       # the outputs stage is counted too
+    assert any("IHC" in ln for ln in lines)                                # and the result follows
+    quiet = subprocess.run(cmd + ["--quiet", "--json"], capture_output=True, text=True, timeout=300)
+    assert json.loads(quiet.stdout)["score"] and quiet.stderr == ""
+    logged = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=300)
+    assert json.loads(logged.stdout)["score"] and "her2path ihc: tiles" in logged.stderr

@@ -77,3 +77,14 @@ def test_gastric_has_no_groups_and_unknown_guideline_is_named():
     assert ish_group(5, 2, "gastric") is None
     with pytest.raises(ConfigError, match="breast"):
         load_guideline("lung")
+
+
+def test_near_cutoff_names_the_cutoff_and_the_distance():
+    from her2path.rules.flags import near_cutoff_reason
+    from her2path.rules.ihc import ihc_decision
+
+    classes = ["3+"] * 17 + ["0"] * 183                      # 8.5% intense complete: 2+ (unusual pattern)
+    d = ihc_decision(classes, guideline="breast")
+    assert d.near_cutoff and any("3+ cells 8.5% against the > 10% cut-off of IHC 3+: 1.5 points below" in c
+                                 for c in d.cutoffs)
+    assert "1.5 points below" in near_cutoff_reason(2, d.cutoffs)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import json
 
 import numpy as np
 import pytest
@@ -133,13 +132,6 @@ def test_outputs_are_derived_from_the_result(tmp_path, sample_slide):
     assert list(rows[0])[:5] == ["x", "y", "class", "completeness", "intensity"]
     assert len(rows) == r.tumour_cells
     assert {row["class"] for row in rows} <= set(CLASSES)
-    gj = json.loads(files["geojson"].read_text())
-    cells = [f for f in gj["features"] if f["properties"]["objectType"] == "cell"]
-    assert len(cells) == r.tumour_cells
-    props = cells[0]["properties"]
-    assert props["classification"]["name"].startswith("HER2 ")
-    assert "Membrane completeness" in props["measurements"] and "nucleusGeometry" in props
-    ring = cells[0]["geometry"]["coordinates"][0]
-    assert ring[0] == ring[-1] and len(ring) == 13
+    assert files["geojson"].exists()            # its content: tests/test_qupath.py
     assert files["heatmap"].stat().st_size > 10000
     assert any(k.startswith("overlay_") for k in files)

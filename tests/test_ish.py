@@ -99,3 +99,37 @@ def test_jpeg_composite_bleed_through_is_not_counted():
     t = [f.truth for f in fields]
     ratio = sum(int(x.her2[x.evaluable].sum()) for x in t) / sum(int(x.cep17[x.evaluable].sum()) for x in t)
     assert d.group == 5 and abs(d.ratio - ratio) < 0.1    # each spot echoes in the other colour
+
+
+def test_brightfield_photograph_with_camera_white_balance_vignetting_and_pale_nuclei():
+    from her2path.ish.count import brightfield_channels
+    from her2path.optics import illumination
+    from her2path.synthetic.ish import render_brightfield
+
+    spec = dict(white_balance=(1.0, 0.9, 0.62), vignetting=0.3, hematoxylin=0.35, mpp=0.07)   # yellow, dim corners
+    fields = [render_brightfield(IshFieldSpec(group=1, seed=90 + k, **spec)) for k in range(3)]
+    lamp = illumination(fields[0].image, 86)
+    assert abs(lamp[5, 5, 2] / lamp[5, 5, 0] - 0.62) < 0.06          # the camera's yellow cast is measured
+    assert lamp[512, 512, 0] > lamp[5, 5, 0] * 1.15                  # and the darker corners
+    sig = [analyse_field(brightfield_channels(f.image, mpp=f.mpp), f.mpp, brightfield=True) for f in fields]
+    found = sum(len(s.nuclei.xy) for s in sig)
+    truth = sum(len(f.truth.her2) for f in fields)
+    assert found >= 0.8 * truth                                       # pale nuclei found at 100x
+    _, d = decide(sig)
+    assert d.group == 1
+
+
+def test_saturated_clusters_and_excluded_nuclei_are_reported(tmp_path):
+    from her2path.io.writers import write_image
+    from her2path.pipeline.ish_case import count_ish
+
+    paths = []
+    for k, exposure in enumerate((0.6, 3.5)):
+        f = render_fish(IshFieldSpec(group=1, seed=95, exposure=exposure))
+        paths.append(write_image(tmp_path / f"f{k}.tif", f.cyx(16), f.mpp))
+    linear, saturated = count_ish([paths[0]]), count_ish([paths[1]])
+    assert not linear.saturated_clusters["her2"] and not any("saturated" in w for w in linear.warnings)
+    assert saturated.saturated_clusters["her2"] >= 5
+    assert any("lower bounds" in w for w in saturated.warnings)
+    assert linear.found == linear.nuclei + sum(linear.excluded.values())
+    assert linear.excluded["cut by the field edge"] >= 1

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -83,8 +84,15 @@ def test_decisions_are_an_append_only_audit_trail(client, out):
     con.close()
     s = _post(client, "/api/cases/case1/signoff", {"value": "3+", "reviewer": "ann"})
     assert s.status_code == 422 and "comment" in s.json()["detail"]
-    s = _post(client, "/api/cases/case1/signoff", {"value": "3+", "reviewer": "ann", "comment": "strong, complete"})
+    measured = client.get("/api/cases/case1").json()
+    assert measured["reviewed"] is None
+    s = _post(client, "/api/cases/case1/signoff", {"value": "1+", "reviewer": "ann", "comment": "weak, incomplete"})
     assert s.status_code == 201
+    rv = client.get("/api/cases/case1").json()["reviewed"]        # recomputed by the guideline engine
+    assert rv["ihc_score"] == "1+" and rv["status"] == "negative" and rv["sub_label"] == "low"
+    assert rv["measured_status"] == measured["case"]["status"] and rv["by"] == "ann"
+    listed = {c["key"]: c for c in client.get("/api/cases").json()}
+    assert listed["case1"]["reviewed"]["status"] == "negative" and listed["case0"]["reviewed"] is None
     results = sorted(p.stat().st_mtime_ns for p in out.rglob("result.json"))
     assert results == sorted(p.stat().st_mtime_ns for p in out.rglob("result.json"))  # result files untouched
 
@@ -233,10 +241,40 @@ def test_browser_review_with_the_keyboard(out, tmp_path, chromium):
             page.goto(url + "/")
             page.wait_for_selector("tr[data-case='case0']")
             assert "signed off: accept" in page.inner_text("tr[data-case='case0']")
+            page.click("tr[data-case='case0']")                    # override the IHC 2+ to 3+
+            page.wait_for_selector(".tile.sel")
+            assert "needs-ish" in page.inner_text("#status")
+            page.select_option("#override-score", "3+")
+            page.fill("#override-comment", "complete intense rings in the invasive front")
+            page.click("#override-slide")
+            page.wait_for_selector("#status >> text=positive")      # recomputed by the guideline engine
+            assert "override: IHC 3+ by Dr Ann" in page.inner_text("#override-mark")
+            page.screenshot(path=str(ARTIFACTS / "review_override.png"), full_page=False)
+            page.goto(url + "/")
+            page.wait_for_selector("tr[data-case='case0'] >> text=override")
+            assert "positive" in page.inner_text("tr[data-case='case0']")
             browser.close()
     finally:
         server.should_exit = True
         thread.join(10)
     hist = ReviewStore(work / "review.sqlite").history("case0")
-    assert [h.value for h in hist] == ["2+", "accept", "3+", "accept"] and hist[-1].kind == "signoff"
+    assert [h.value for h in hist] == ["2+", "accept", "3+", "accept", "3+"] and hist[-1].kind == "signoff"
     assert {h.reviewer for h in hist} == {"Dr Ann"}
+
+
+def test_the_report_prints_to_pdf_and_its_first_page_renders(out, tmp_path, chromium):
+    import pypdfium2
+
+    case = out / "cases" / "case0"
+    before = {p: p.read_bytes() for p in case.rglob("*") if p.is_file()}
+    assert main(["report", str(case), "--pdf", str(tmp_path / "case0.pdf")]) == 0
+    assert {p: p.read_bytes() for p in case.rglob("*") if p.is_file()} == before     # the case is left as it is
+    pdf = pypdfium2.PdfDocument(str(tmp_path / "case0.pdf"))
+    assert len(pdf) >= 2
+    page = pdf[0].render(scale=1.5).to_pil()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.save(ARTIFACTS / "report_pdf_page1.png")
+    pixels = np.asarray(page.convert("RGB"))
+    badge = (pixels.max(axis=2).astype(int) - pixels.min(axis=2)) > 120                   # the coloured status badge
+    assert pixels.shape[0] > 1000 and badge.sum() > 500 and (pixels < 100).all(axis=2).sum() > 2000  # text printed
+    assert main(["report", str(tmp_path), "--pdf", str(tmp_path / "x.pdf")]) == 2           # not a case folder

@@ -309,7 +309,9 @@ def test_implausible_mpp_is_a_one_line_error(slides, mpp):
 
 
 def test_forced_extreme_mpp_is_refused_before_reading(slides):
-    _one_line_error(_cli("ihc", slides[0], "--mpp", "1e-9", "--force-mpp"), "would need", "check --mpp")
+    # at 1e-9 um/px the image would be a few nanometres across: refused before anything is read
+    _one_line_error(_cli("ihc", slides[0], "--mpp", "1e-9", "--force-mpp"), "smaller than one cell", "check --mpp")
+    _one_line_error(_cli("ihc", slides[0], "--mpp", "0.001", "--force-mpp"), "smaller than one cell", "check --mpp")
     _one_line_error(_cli("ihc", slides[0], "--mpp", "1e9", "--force-mpp"), "too coarse")
 
 
@@ -353,3 +355,12 @@ def test_black_image_is_a_no_call_and_a_flat_one_an_error(tmp_path):
     assert "no invasive tumour cells" in out["reasons"][0]
     write_image(tmp_path / "grey.png", np.full((1, 1, 3), 120, np.uint8), 0.5)   # one flat pixel: no tissue
     _one_line_error(_cli("ihc", tmp_path / "grey.png", "--workers", "1"), "grey.png", "no tissue found")
+
+
+def test_a_region_too_large_for_memory_is_refused_before_reading():
+    from her2path.errors import InputError
+    from her2path.io.slide import ArrayImage
+
+    img = ArrayImage(np.zeros((400, 400, 3), np.uint8), mpp=0.001)
+    with pytest.raises(InputError, match="would need .* GiB"):
+        img.read_at_mpp(0, 0, 512, 512, 0.5)          # 512 px at 0.5 um/px = 256,000 px at 0.001 um/px

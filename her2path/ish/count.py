@@ -8,7 +8,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..config import BrightfieldConfig, IshConfig
-from ..optics import optical_density
+from ..optics import illumination, optical_density
 from .nuclei import IshNuclei, segment_nuclei
 from .spots import Blobs, copies_from_intensity, detect_blobs, single_reference
 
@@ -22,16 +22,22 @@ class FieldSignals:
     bleed: float         # share under which a co-located blob is taken for the other colour's echo
 
 
-def brightfield_channels(rgb: np.ndarray, cfg: BrightfieldConfig = BrightfieldConfig()) -> dict[str, np.ndarray]:
+def brightfield_channels(rgb: np.ndarray, cfg: BrightfieldConfig = BrightfieldConfig(),
+                         mpp: float = 0.1) -> dict[str, np.ndarray]:
     """Hematoxylin, silver (HER2) and red (CEP17) optical densities of a brightfield dual-ISH field.
 
-    Values are signed (noise is measured on them). Under dense silver the camera
-    is near black and the colour is lost, so the red image is blanked there
-    (``cfg.silver_opaque_od``, plus one pixel): a cluster's edge is not taken for CEP17.
+    The optical density is taken against the field's own illumination
+    (``optics.illumination``, blocks of ``cfg.illumination_block_um``): a
+    camera's white balance and a vignetted lamp would otherwise read as stain
+    everywhere. Values are signed (noise is measured on them). Under dense
+    silver the camera is near black and the colour is lost, so the red image is
+    blanked there (``cfg.silver_opaque_od``, plus one pixel): a cluster's edge
+    is not taken for CEP17.
     """
     m = np.array([cfg.hematoxylin, cfg.silver, cfg.red], float)
     m /= np.linalg.norm(m, axis=1, keepdims=True)
-    conc = optical_density(rgb).reshape(-1, 3) @ np.linalg.inv(m).astype(np.float32)
+    white = illumination(rgb, max(8, int(round(cfg.illumination_block_um / mpp))))
+    conc = optical_density(rgb, white).reshape(-1, 3) @ np.linalg.inv(m).astype(np.float32)
     h, silver, red = (conc[:, i].reshape(rgb.shape[:2]) for i in range(3))
     opaque = cv2.dilate((silver > cfg.silver_opaque_od).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     red[opaque] = np.median(red)
@@ -50,10 +56,12 @@ def analyse_field(channels: dict[str, np.ndarray], mpp: float, cfg: IshConfig = 
                             nc.min_solidity)
     mask = nuclei.labels > 0
     sigma_um = sc.brightfield_sigma_um if brightfield else sc.fish_sigma_um
-    bleed = sc.bleed_jpeg if jpeg and not brightfield else sc.bleed
-    return FieldSignals(nuclei, detect_blobs(channels["her2"], mpp, sigma_um, sc.k_noise, mask),
-                        detect_blobs(channels["cep17"], mpp, sigma_um, sc.k_noise, mask), 4 * sigma_um / mpp,
-                        bleed)
+    bleed = sc.bleed_jpeg if jpeg else sc.bleed
+    # Fluorescence channels are read on a 0-1 scale (1: the camera's full scale); float data beyond it has none.
+    full = None if brightfield or max(float(channels[p].max()) for p in ("her2", "cep17")) > 1.0 else 1.0
+    return FieldSignals(nuclei, detect_blobs(channels["her2"], mpp, sigma_um, sc.k_noise, mask, full_scale=full),
+                        detect_blobs(channels["cep17"], mpp, sigma_um, sc.k_noise, mask, full_scale=full),
+                        4 * sigma_um / mpp, bleed)
 
 
 def _owner(blobs: Blobs, labels: np.ndarray) -> np.ndarray:
@@ -81,22 +89,42 @@ def _pairs(f: FieldSignals) -> tuple[np.ndarray, np.ndarray]:
     return i, j[i]
 
 
-def _copies(fields: list[FieldSignals], cluster_min: float, faint: float, rounds: int = 3) -> tuple[dict, list]:
+def _reference_blobs(counted: list[np.ndarray], lone: list[np.ndarray], clear: list[np.ndarray],
+                     least: int = 5) -> list[np.ndarray]:
+    """The blobs the single-signal reference is taken from: the counted blobs that stand clear of
+    the noise (band-pass peak ``spots.reference_snr`` x the detection threshold) and have no blob
+    of the other colour beside them, or the nearest looser set with ``least`` of them. Echoes
+    (bleed-through, JPEG colour fringes around dark dots) sit on signals of the other colour, and
+    JPEG block artefacts barely pass the threshold; either can outnumber the real signals and
+    would otherwise set the reference to their own faint light."""
+    for choice in ([c & k & s for c, k, s in zip(counted, lone, clear)], [c & s for c, s in zip(counted, clear)]):
+        if sum(int(a.sum()) for a in choice) >= least:
+            return choice
+    return counted
+
+
+def _copies(fields: list[FieldSignals], cluster_min: float, faint: float, reference_snr: float,
+            rounds: int = 3) -> tuple[dict, list]:
     """Single-signal references and the copies of every blob, bleed-through removed.
 
     One spot seen in both colours (channel cross-talk, or a JPEG composite's
     shared chroma) is kept in the colour where it is bright and dropped in the
     one where it is under ``bleed`` of that (``spots.bleed``; ``spots.bleed_jpeg``
     for JPEG composites), both in single-signal units. As
-    bleed-through can outnumber real signals, the references and the dropped
-    blobs are found together: each round takes the references from the
-    in-nucleus blobs still counted, then re-decides the pairs.
+    bleed-through can outnumber real signals, the references are taken from
+    clear blobs with no blob of the other colour beside them (``_reference_blobs``), and the
+    references and the dropped blobs are found together: each round takes the
+    references from the in-nucleus blobs still counted, then re-decides the pairs.
     """
     pairs = [_pairs(f) for f in fields]
     inside = {p: [_owner(getattr(f, p), f.nuclei.labels) > 0 for f in fields] for p in ("her2", "cep17")}
+    lone = {"her2": [~np.isin(np.arange(len(f.her2.xy)), i) for f, (i, _) in zip(fields, pairs)],
+            "cep17": [~np.isin(np.arange(len(f.cep17.xy)), j) for f, (_, j) in zip(fields, pairs)]}
+    clear = {p: [getattr(f, p).peak >= reference_snr for f in fields] for p in ("her2", "cep17")}
     counted = {p: [m.copy() for m in inside[p]] for p in inside}
     for _ in range(rounds):
-        ref = {p: single_reference([getattr(f, p) for f in fields], counted[p]) for p in inside}
+        ref = {p: single_reference([getattr(f, p) for f in fields], _reference_blobs(counted[p], lone[p], clear[p]))
+               for p in inside}
         copies = []
         for f, (i, j) in zip(fields, pairs):
             h = copies_from_intensity(f.her2.integrated, ref["her2"], cluster_min, faint)
@@ -117,6 +145,7 @@ class CaseCounts:
 
     table: dict[str, list]           # columns of schema.NucleusTable
     reference: dict[str, float]      # integrated intensity of one signal, per probe
+    saturated: dict[str, int]        # clusters (>= 2 copies) in evaluable nuclei at the camera's full scale
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(HER2, CEP17, evaluable) per nucleus as arrays."""
@@ -127,8 +156,9 @@ class CaseCounts:
 def count_case(fields: list[FieldSignals], cfg: IshConfig = IshConfig()) -> CaseCounts:
     """Pool the fields: copies per nucleus (clusters estimated, bleed-through removed), and
     which nuclei are evaluable (whole, not overlapping, signals of both colours)."""
-    ref, copies = _copies(fields, cfg.spots.cluster_min, cfg.spots.faint)
+    ref, copies = _copies(fields, cfg.spots.cluster_min, cfg.spots.faint, cfg.spots.reference_snr)
     table = {k: [] for k in ("field", "x", "y", "her2", "cep17", "evaluable", "why_not")}
+    saturated = {"her2": 0, "cep17": 0}
     for i, (f, (hc, cc)) in enumerate(zip(fields, copies)):
         n = len(f.nuclei.xy)
         h = _counts(f.her2, hc, f.nuclei.labels, n)
@@ -137,6 +167,11 @@ def count_case(fields: list[FieldSignals], cfg: IshConfig = IshConfig()) -> Case
         for j in range(n):
             if not why[j] and (h[j] == 0 or c[j] == 0):
                 why[j] = "signals of one colour only" if h[j] + c[j] else "no signal"
+        for probe, blobs, k in (("her2", f.her2, hc), ("cep17", f.cep17, cc)):
+            if blobs.saturated is not None and len(blobs.xy):
+                owner = _owner(blobs, f.nuclei.labels)
+                good = np.array([o > 0 and not why[o - 1] for o in owner], bool)
+                saturated[probe] += int(np.sum(blobs.saturated & (k >= 2) & good))
         table["field"] += [i] * n
         table["x"] += np.round(f.nuclei.xy[:, 0], 1).tolist()
         table["y"] += np.round(f.nuclei.xy[:, 1], 1).tolist()
@@ -144,4 +179,4 @@ def count_case(fields: list[FieldSignals], cfg: IshConfig = IshConfig()) -> Case
         table["cep17"] += c.tolist()
         table["evaluable"] += [w == "" for w in why]
         table["why_not"] += why
-    return CaseCounts(table, ref)
+    return CaseCounts(table, ref, saturated)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .._version import SOFTWARE
 from ..errors import Her2PathError
+from ..progress import Progress
 from ..provenance import digest_files
 from .cases import CaseSpec, find_cases
 from .layout import BatchLayout
@@ -108,7 +109,7 @@ def run_one(spec: CaseSpec, ctx: RunContext, progress_queue=None) -> Record:
         report = (lambda done, total: progress_queue.put((spec.case_id, done, total))) if progress_queue else False
         o = ctx.options
         result = run_case(spec.ihc, list(spec.ish) or None, partial, o.guideline, o.channels, o.brightfield,
-                          case_id=spec.case_id, workers=1, progress=report, config=o.config)
+                          case_id=spec.case_id, workers=1, progress=report, config=o.config, roi=spec.roi)
         rec.files = json.dumps(read_checksums(partial), sort_keys=True)   # written by run_case
         rec.state = "done"
         rec.status, rec.sub_label, rec.score = result.status, result.sub_label, result.ihc_score
@@ -164,8 +165,11 @@ def _plan(specs: list[CaseSpec], layout: BatchLayout, db: ResultsDB, config_sha:
 
 
 def run_batch(folder, out, workers: int = 1, scheduler: str | None = None, manifest=None,
-              options: BatchOptions = BatchOptions(), force: bool = False, progress: bool = False) -> BatchResult:
-    """Run every case of ``folder`` (or of ``manifest``) into ``out``; see the module docstring."""
+              options: BatchOptions = BatchOptions(), force: bool = False, progress=False) -> BatchResult:
+    """Run every case of ``folder`` (or of ``manifest``) into ``out``; see the module docstring.
+
+    ``progress``: True for live bars on a terminal (cases and each running slide's tiles), a
+    ``Progress`` (log lines: a line per finished case), or False."""
     t0 = time.perf_counter()
     layout = BatchLayout(out)
     layout.cases.mkdir(parents=True, exist_ok=True)
@@ -176,7 +180,10 @@ def run_batch(folder, out, workers: int = 1, scheduler: str | None = None, manif
     todo, skipped, redo_notes = _plan(specs, layout, db, ctx.config_sha256, force)
     notes += redo_notes
     redone = {n.split(":", 1)[0] for n in redo_notes}
-    bars = _Bars(len(specs), len(skipped)) if progress else None
+    if isinstance(progress, Progress):
+        bars = _CaseLines(progress, len(specs), len(skipped))
+    else:
+        bars = _Bars(len(specs), len(skipped)) if progress else None
     try:
         if scheduler:
             _run_dask(todo, ctx, scheduler, db, bars, redone)
@@ -206,7 +213,7 @@ def _run_local(todo, ctx: RunContext, workers: int, db: ResultsDB, bars, work=No
         return
     work = work or run_one
     mpctx = mp.get_context("spawn")
-    manager = mpctx.Manager() if bars else None
+    manager = mpctx.Manager() if isinstance(bars, _Bars) else None
     q = manager.Queue() if manager else None
     try:
         for spec in _pool_pass(todo, workers, work, mpctx, q, ctx, db, bars, redone):
@@ -262,6 +269,27 @@ def _run_dask(todo, ctx: RunContext, scheduler: str, db: ResultsDB, bars, redone
                              error=f"cases/{spec.folder}: the Dask worker failed on this case ({exc})",
                              input_sha256=spec.input_sha256, config_sha256=ctx.config_sha256)
             _finish(rec, ctx, db, bars, redone)
+
+
+class _CaseLines:
+    """Off a terminal: a line per finished case, with its state and the count so far."""
+
+    def __init__(self, progress: Progress, total: int, skipped: int):
+        self.p, self.done, self.total = progress, skipped, total
+        progress.stage("cases", total)
+        if skipped:
+            progress.note(f"{skipped} of {total} cases already done (skipped)")
+
+    def drain(self, q) -> None:
+        """Tile progress is not logged (one line per case is enough for a log)."""
+
+    def case_done(self, rec: Record) -> None:
+        self.done += 1
+        self.p.note(f"case {rec.case_id}: {rec.state}{f' ({rec.status})' if rec.status else ''} "
+                    f"[{self.done}/{self.total}]")
+
+    def stop(self) -> None:
+        self.p.close()
 
 
 class _Bars:

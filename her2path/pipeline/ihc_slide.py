@@ -11,13 +11,15 @@ from ..config import Settings, load_settings
 from ..errors import InputError
 from ..ihc.stain import Stains, stains_for
 from ..ihc.tile import TileCells, analyze_tile, core_cells
+from ..io.region import Region, load_region
 from ..io.slide import ArrayImage, SlideImage, open_image
 from ..io.tiling import Tile, TileGrid, tile_grid
+from ..progress import Progress, reporter
 from ..provenance import array_sha256, digest_files, digest_model, file_sha256
 from ..rules.flags import ihc_warnings, near_cutoff_reason
 from ..rules.ihc import cell_classes, ihc_decision, stain_pattern, tile_score
 from ..rules.tables import Guideline, load_guideline
-from ..schema import CLASSES, CellTable, IhcResult, Provenance, StainInfo, TileResult
+from ..schema import CLASSES, CellTable, IhcResult, Provenance, RegionInfo, StainInfo, TileResult
 from .workers import limit_threads, single_threaded_children
 
 
@@ -85,19 +87,11 @@ def _tile_job(index: int) -> tuple[int, TileCells, tuple[np.ndarray | None, bool
     return index, core_cells(tc, margin, tile.size), probs
 
 
-def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, white, workers: int, progress):
+def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, white, workers: int,
+               progress: Progress):
     args = (source, slide.mpp_or_none, grid, stains, settings, white)
     n = len(grid.tiles)
-    bar = None
-    report = progress if callable(progress) else None
-    if progress and not report:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-        from rich.console import Console
-
-        bar = Progress(TextColumn("tiles"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                       TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-        bar.start()
-        task = bar.add_task("tiles", total=n)
+    progress.stage("tiles", n)
     results: list[tuple[TileCells, np.ndarray | None] | None] = [None] * n
     try:
         if workers <= 1 or n <= 2:
@@ -113,18 +107,13 @@ def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, whit
             with single_threaded_children():
                 pool = ctx.Pool(workers, initializer=_init_worker, initargs=(src, *args[1:], True))
             jobs = pool.imap(_tile_job, range(n), chunksize=1)
-        for index, tc, probs in jobs:
+        for done, (index, tc, probs) in enumerate(jobs, 1):
             results[index] = (tc, probs)
-            if bar:
-                bar.advance(task)
-            if report:
-                report(sum(r is not None for r in results), n)
+            progress.advance(done)
         if pool:
             pool.close()
             pool.join()
     finally:
-        if bar:
-            bar.stop()
         _W.clear()
     return results
 
@@ -143,7 +132,7 @@ def check_resolution(slide: SlideImage, settings: Settings) -> None:
 
 def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "breast",
               settings: Settings | None = None, workers: int | None = None,
-              progress=False, force_mpp: bool = False) -> IhcResult:
+              progress=False, force_mpp: bool = False, roi=None) -> IhcResult:
     """Score an IHC slide or image.
 
     Parameters
@@ -157,8 +146,11 @@ def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "bre
         Worker processes (default: up to 4, one per CPU).
     force_mpp : bool
         Accept an ``mpp`` outside the plausible 0.05-20 um/px.
-    progress : bool or callable
-        True: a progress bar on stderr; a callable is called as ``progress(done, total)`` per tile.
+    roi : str, Path or Region, optional
+        The scoring region (``io.region``: QuPath GeoJSON annotations or a mask image): only
+        tiles that overlap it are read and only cells whose centre lies in it count.
+    progress : Progress, bool or callable
+        Where the stages (tissue, stains, tiles) are reported (``her2path.progress.reporter``).
 
     Returns
     -------
@@ -181,15 +173,26 @@ def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "bre
         digest = digest_files([image])
     scan_mpp = slide.mpp                               # raises MppError when unknown
     check_resolution(slide, settings)
-    grid = tile_grid(slide, settings, whole_image=slide.plain)   # a snapshot or core: pale tissue may fill it
-    white = glass_white(slide, grid)
-    stains = choose_stains(slide, grid, settings, white)
-    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-    results = _run_tiles(source, slide, grid, stains, settings, white, workers, progress)
-    return assemble(results, slide, grid, stains, settings, table, digest, scan_mpp)
+    own = not isinstance(progress, Progress)     # a bar made here is closed here
+    progress = reporter(progress)
+    try:
+        progress.stage("tissue")
+        region = roi if isinstance(roi, Region) or roi is None else \
+            load_region(roi, slide.dimensions, settings.tiling.exclude_classes)
+        # a snapshot or core: pale tissue may fill it
+        grid = tile_grid(slide, settings, whole_image=slide.plain, region=region)
+        progress.stage("stains")
+        white = glass_white(slide, grid)
+        stains = choose_stains(slide, grid, settings, white)
+        workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+        results = _run_tiles(source, slide, grid, stains, settings, white, workers, progress)
+        return assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, region)
+    finally:
+        if own:
+            progress.close()
 
 
-def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) -> IhcResult:
+def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, region=None) -> IhcResult:
     """Turn per-tile measurements (and tile-model probabilities) into the slide result (level-0 px).
 
     The rules decide: each cell's class (``rules.ihc.cell_classes``), each
@@ -210,8 +213,9 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) ->
     for i, (tile, (tc, (probs, abstain))) in enumerate(zip(grid.tiles, results)):
         x0 = tile.x + (tc.xy[:, 0] - margin) * k
         y0 = tile.y + (tc.xy[:, 1] - margin) * k
-        keep = tc.tumour & ~tc.excluded
-        excluded += int((tc.tumour & tc.excluded).sum())
+        counted = region.contains(np.c_[x0, y0]) if region is not None else np.ones(len(x0), bool)
+        keep = tc.tumour & ~tc.excluded & counted
+        excluded += int((tc.tumour & tc.excluded & counted).sum())
         calls = cell_classes(tc.completeness[keep], tc.intensity[keep], settings.ihc.cell_class,
                              table.ihc.u_shaped_complete, stains.dab_absent)
         cols["x"] += np.round(x0[keep], 2).tolist()
@@ -225,7 +229,8 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) ->
         cols["tile"] += [i] * int(keep.sum())
         cols["outline"] += np.round(tc.outline[keep] * k, 1).tolist()
         cols["nucleus_radius"] += np.round(tc.nucleus_radius[keep] * k, 1).tolist()
-        non_tumour += [(round(float(a), 2), round(float(b), 2)) for a, b in zip(x0[~tc.tumour], y0[~tc.tumour])]
+        other = ~tc.tumour & counted
+        non_tumour += [(round(float(a), 2), round(float(b), 2)) for a, b in zip(x0[other], y0[other])]
         xy_um = np.c_[x0[keep], y0[keep]] * scan_mpp
         measured, near = tile_score(calls.cls, xy_um, table)
         compared = keep.sum() >= settings.tile_model.min_tumour_cells
@@ -236,7 +241,7 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) ->
             flagged.append(i)
         tiles.append(TileResult(
             index=i, col=tile.col, row=tile.row, x=tile.x, y=tile.y, width=tile.width0, height=tile.height0,
-            tumour_cells=int(keep.sum()), non_tumour_cells=int((~tc.tumour).sum()),
+            tumour_cells=int(keep.sum()), non_tumour_cells=int(other.sum()),
             counts={c: int((calls.cls == c).sum()) for c in CLASSES},
             score=measured, defocus_fraction=round(tc.defocus_fraction, 4), noise_od=round(tc.noise_od, 5),
             model_score=model_score, model_abstained=bool(abstain), flagged=flag, near_cutoff=near,
@@ -253,7 +258,8 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) ->
         stain_fallback=stains.source[10:] if stains.source.startswith("fallback: estimate") else None,
         flagged=len(flagged), compared=sum(t.tumour_cells >= settings.tile_model.min_tumour_cells for t in tiles),
         dab_note=stains.source[8:], abstained=abstained) + pattern_warnings
-    reasons = [decision.reason] + ([near_cutoff_reason(table.ihc.near_cutoff_points)] if decision.near_cutoff else [])
+    reasons = [decision.reason] + ([near_cutoff_reason(table.ihc.near_cutoff_points, decision.cutoffs)]
+                                   if decision.near_cutoff else [])
     w, h = slide.dimensions
     return IhcResult(
         score=decision.score, sub_label=decision.sub_label, percent_cells=decision.percent,
@@ -266,4 +272,7 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp) ->
         provenance=Provenance(
             software=SOFTWARE, config_sha256=settings.digest("ihc"), guideline_sha256=digest_model(table),
             input_path=str(slide.path), input_sha256=digest, mpp_used=grid.mpp, model_sha256=model_sha),
+        region=None if region is None else RegionInfo(
+            source=region.source, sha256=region.sha256, area_mm2=round(region.area_um2(scan_mpp) / 1e6, 4),
+            excluded_annotations=region.excluded_annotations, tiles_outside=grid.outside_region),
     )

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -42,7 +43,7 @@ def _load(path: Path, channels, mpp, brightfield, cfg: IshConfig, force_mpp: boo
     if brightfield:
         img = open_image(path, mpp=mpp, force_mpp=force_mpp)
         rgb = img.read_region(0, 0, 0, *img.dimensions)
-        return brightfield_channels(rgb, cfg.brightfield), img.mpp, rgb
+        return brightfield_channels(rgb, cfg.brightfield, img.mpp), img.mpp, rgb
     f = read_fluorescence(path, channels, mpp, force_mpp)
     if f.mpp is None:
         raise MppError("pixel size (mpp) unknown: the file's metadata does not give it", path,
@@ -95,11 +96,12 @@ def count_ish(inputs, channels=DEFAULT_CHANNELS, mpp: float | None = None, brigh
         nuclei=d.nuclei, her2_per_cell=d.her2_per_cell, cep17_per_cell=d.cep17_per_cell,
         ratio=d.ratio, group=d.group, call=d.call, reasons=d.reasons, next_step=d.next_step,
         warnings=ish_warnings(d.heterogeneous, d.amplified_percent, table.ish.ratio_cutoff,
-                              table.ish.heterogeneity_percent),
+                              table.ish.heterogeneity_percent, counts.saturated),
         amplified_percent=d.amplified_percent, heterogeneous=d.heterogeneous, guideline=table.name,
         mpp=float(np.mean(mpps)), brightfield=brightfield, fields=[str(p) for p in paths],
         single_signal={k: round(v, 5) for k, v in counts.reference.items()},
-        table=NucleusTable(**counts.table),
+        table=NucleusTable(**counts.table), found=len(counts.table["x"]),
+        excluded=dict(Counter(w for w in counts.table["why_not"] if w)), saturated_clusters=counts.saturated,
         provenance=Provenance(software=SOFTWARE, config_sha256=digest_model(cfg),
                               guideline_sha256=digest_model(table), input_path=";".join(map(str, paths)),
                               input_sha256=digest_files(paths), mpp_used=float(np.mean(mpps))))
@@ -134,4 +136,28 @@ def write_ish_outputs(result: IshResult, signals, views, out: Path) -> None:
         for blobs, color in ((sig.her2, (255, 60, 60)), (sig.cep17, (60, 255, 60))):
             for x, y in blobs.xy:
                 cv2.circle(img, (int(round(x)), int(round(y))), 5, color, 1, cv2.LINE_AA)
-        write_image(lay.overlay(i), img)
+        write_image(lay.overlay(i), _with_key(img, [t.why_not[k] for k in sel], i))
+
+
+def _with_key(img: np.ndarray, why_not: list[str], field: int) -> np.ndarray:
+    """The overlay with a key below it (never over the nuclei): what the marks mean and, for this
+    field, how many nuclei were counted and why the others were not."""
+    n, ok = len(why_not), sum(1 for w in why_not if not w)
+    reasons = Counter(w for w in why_not if w)
+    lines = [(f"field {field + 1}: {ok} of {n} nuclei counted (white outline, HER2/CEP17 copies); "
+              "grey: not counted", (255, 255, 255)),
+             ("", None)]
+    lines += [(f"  not counted: {k} ({v})", (150, 150, 150)) for k, v in reasons.most_common()]
+    h = 22 * len(lines) + 10
+    key = np.full((h, img.shape[1], 3), 30, np.uint8)
+    for j, (text, color) in enumerate(lines):
+        y = 20 + 22 * j
+        if color is None:                         # the colour key: a circle, then what it marks
+            x = 14
+            for label, ring in (("HER2 signal", (255, 60, 60)), ("CEP17 signal", (60, 255, 60))):
+                cv2.circle(key, (x, y - 5), 6, ring, 2, cv2.LINE_AA)
+                cv2.putText(key, label, (x + 12, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (230, 230, 230), 1, cv2.LINE_AA)
+                x += 12 + cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)[0][0] + 30
+            continue
+        cv2.putText(key, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
+    return np.vstack([img, key])

@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..io.slide import SlideImage
+from ..progress import Progress
 from ..io.tiling import TileGrid
 from ..io.writers import atomic_write_bytes, write_image
 from ..schema import IhcResult
 from .layout import IhcLayout
+from .qupath import NON_TUMOUR_RGB, cell_ids, write_qupath_geojson
 
 CLASS_RGB = {"0": (70, 130, 230), "1+": (250, 210, 0), "2+": (255, 130, 0), "3+": (215, 20, 50)}
-NON_TUMOUR_RGB = (140, 140, 140)
 RESEARCH_ONLY = "research use only, not for diagnosis"
 
 
@@ -51,22 +51,19 @@ def write_json(result, path: str | Path) -> Path:
 
 
 def cells_csv(result: IhcResult, path: str | Path) -> Path:
-    """One row per tumour cell: x, y (level-0 px), class, completeness, intensity and more."""
+    """One row per tumour cell: x, y (level-0 px), class, completeness, intensity and more, and the
+    cell's id in ``cells.geojson``."""
     c = result.cells
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["x", "y", "class", "completeness", "intensity", "cytoplasm", "nuclear_dab", "basolateral", "tile"])
-    for row in zip(c.x, c.y, c.cls, c.completeness, c.intensity, c.cytoplasm, c.nuclear_dab, c.basolateral, c.tile):
-        w.writerow([*row[:7], int(row[7]), row[8]])
+    w.writerow(["x", "y", "class", "completeness", "intensity", "cytoplasm", "nuclear_dab", "basolateral", "tile",
+                "id"])
+    ids = cell_ids(result.provenance.input_sha256, c.x, c.y)
+    for row in zip(c.x, c.y, c.cls, c.completeness, c.intensity, c.cytoplasm, c.nuclear_dab, c.basolateral, c.tile,
+                   ids):
+        w.writerow([*row[:7], int(row[7]), *row[8:]])
     atomic_write_bytes(Path(path), buf.getvalue().encode())
     return Path(path)
-
-
-def _polygon(cx, cy, radii) -> list[list[float]]:
-    """Closed ring from radii at equal angles (y down, as image and QuPath coordinates)."""
-    ang = np.linspace(0, 2 * np.pi, len(radii), endpoint=False)
-    pts = [[round(cx + r * np.cos(a), 1), round(cy + r * np.sin(a), 1)] for r, a in zip(radii, ang)]
-    return pts + [pts[0]]
 
 
 def _ring(cx, cy, vertices) -> list[list[float]]:
@@ -75,54 +72,31 @@ def _ring(cx, cy, vertices) -> list[list[float]]:
     return pts + [pts[0]]
 
 
-def cells_geojson(result: IhcResult, path: str | Path) -> Path:
-    """QuPath-compatible GeoJSON: every tumour cell as a cell object (outline, nucleus,
-    classification "HER2 <class>" and measurements), non-tumour nuclei as detections."""
-    c = result.cells
-    feats = []
-    for i in range(len(c)):
-        cls = c.cls[i]
-        feats.append({
-            "type": "Feature",
-            "geometry": {"type": "Polygon", "coordinates": [_ring(c.x[i], c.y[i], c.outline[i])]},
-            "properties": {
-                "objectType": "cell",
-                "classification": {"name": f"HER2 {cls}", "color": list(CLASS_RGB[cls])},
-                "nucleusGeometry": {"type": "Polygon",
-                                    "coordinates": [_polygon(c.x[i], c.y[i], [c.nucleus_radius[i]] * 12)]},
-                "measurements": {
-                    "Membrane completeness": c.completeness[i],
-                    "Membrane DAB OD": c.intensity[i],
-                    "Cytoplasm DAB OD": c.cytoplasm[i],
-                    "Basolateral (U-shaped)": float(c.basolateral[i]),
-                },
-            },
-        })
-    r_nt = 3.0 / result.scan_mpp
-    for x, y in result.non_tumour_xy:
-        feats.append({
-            "type": "Feature",
-            "geometry": {"type": "Polygon", "coordinates": [_polygon(x, y, [r_nt] * 8)]},
-            "properties": {"objectType": "detection",
-                           "classification": {"name": "Non-tumour", "color": list(NON_TUMOUR_RGB)}},
-        })
-    doc = {"type": "FeatureCollection", "features": feats}
-    atomic_write_bytes(Path(path), json.dumps(doc, separators=(",", ":")).encode())
-    return Path(path)
-
-
-def _legend(img: np.ndarray, lines: list[tuple[str, tuple]], origin=(8, 8)) -> None:
-    x, y = origin
-    h = 18 * len(lines) + 8
-    w = 8 + max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] for t, _ in lines) + 26
-    roi = img[y:y + h, x:x + w]
-    roi[:] = (0.25 * roi + 0.75 * 255).astype(np.uint8)
+def with_legend(img: np.ndarray, lines: list[tuple[str, tuple | None]], scale_bar: tuple[int, str] | None = None
+                ) -> np.ndarray:
+    """``img`` with a legend panel below it (never over the tissue): one line per (text, colour
+    swatch or None), and optionally a scale bar (length px, label)."""
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.45
+    h = 18 * len(lines) + 10 + (22 if scale_bar else 0)
+    panel = np.full((h, img.shape[1], 3), 255, np.uint8)
     for i, (text, color) in enumerate(lines):
-        yy = y + 16 + 18 * i
+        yy = 16 + 18 * i
         if color is not None:
-            cv2.rectangle(img, (x + 6, yy - 10), (x + 18, yy + 1), color, -1)
-        cv2.putText(img, text, (x + (24 if color is not None else 6), yy), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                    (20, 20, 20), 1, cv2.LINE_AA)
+            cv2.rectangle(panel, (6, yy - 10), (18, yy + 1), color, -1)
+        cv2.putText(panel, text, (24 if color is not None else 6, yy), font, size, (20, 20, 20), 1, cv2.LINE_AA)
+    if scale_bar:
+        length, label = scale_bar
+        y = h - 10
+        cv2.line(panel, (6, y), (6 + length, y), (20, 20, 20), 3)
+        cv2.putText(panel, label, (12 + length, y + 4), font, size, (20, 20, 20), 1, cv2.LINE_AA)
+    return np.vstack([img, panel])
+
+
+def _scale_bar(um_per_px: float, width_px: int) -> tuple[int, str]:
+    """A round length (um or mm) about a fifth of the image wide, as (px, label)."""
+    target = width_px * um_per_px / 5
+    nice = max(v for v in (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if v <= max(target, 10))
+    return int(round(nice / um_per_px)), (f"{nice // 1000} mm" if nice >= 1000 else f"{nice} um")
 
 
 def heatmap(result: IhcResult, slide: SlideImage, path: str | Path, max_px: int = 1600,
@@ -145,19 +119,25 @@ def heatmap(result: IhcResult, slide: SlideImage, path: str | Path, max_px: int 
     out = (thumb * (1 - alpha) + tint * alpha).round().astype(np.uint8)
     for t in result.tiles:
         if t.score is not None:
-            cv2.rectangle(out, (int(t.x * k), int(t.y * k)),
-                          (int((t.x + t.width) * k) - 1, int((t.y + t.height) * k) - 1), (200, 200, 200), 1)
+            p0, p1 = (int(t.x * k), int(t.y * k)), (int((t.x + t.width) * k) - 1, int((t.y + t.height) * k) - 1)
+            cv2.rectangle(out, p0, p1, (200, 200, 200), 1)
+            if p1[0] - p0[0] >= 24:              # tile numbers, as in the review and result.json
+                cv2.putText(out, str(t.index), (p0[0] + 3, p0[1] + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                            (40, 40, 40), 1, cv2.LINE_AA)
     slide = f"{result.score} ({result.sub_label})" if result.score else "no call"
-    _legend(out, [(f"slide: HER2 IHC {slide}", None)]
-            + [(f"tile {c}", CLASS_RGB[c]) for c in CLASS_RGB] + [(RESEARCH_ONLY, None)])
+    out = with_legend(out, [(f"slide: HER2 IHC {slide}; tiles numbered as in result.json and the review", None)]
+                      + [(f"tile scored {c}", CLASS_RGB[c]) for c in CLASS_RGB]
+                      + [(f"tint: full with {full_weight_cells}+ tumour cells in the tile, paler with fewer", None),
+                         (RESEARCH_ONLY, None)],
+                      _scale_bar(result.scan_mpp / k, out.shape[1]))
     return write_image(path, out)
 
 
 def tile_views(result: IhcResult, slide: SlideImage, tile_index: int, cells: list[int],
                non_tumour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(plain, overlay) RGB of one tile at the analysis mpp: its tumour ``cells`` (indices into
-    result.cells) outlined in their class colour, ``non_tumour`` nuclei ((n, 2) level-0 px) marked
-    grey, and a legend."""
+    result.cells) outlined in their class colour and ``non_tumour`` nuclei ((n, 2) level-0 px)
+    marked grey (the review shows it beside the plain tile, with its own legend)."""
     t = result.tiles[tile_index]
     size = int(round(t.width * result.scan_mpp / result.mpp))
     plain = slide.read_at_mpp(t.x, t.y, size, size, result.mpp)
@@ -170,10 +150,31 @@ def tile_views(result: IhcResult, slide: SlideImage, tile_index: int, cells: lis
     xy = (non_tumour - (t.x, t.y)) * k
     for xx, yy in xy[np.all((xy >= 0) & (xy < size), axis=1)]:
         cv2.circle(rgb, (int(xx), int(yy)), 3, NON_TUMOUR_RGB, 1, cv2.LINE_AA)
-    counts = ", ".join(f"{cl}: {t.counts[cl]}" for cl in CLASS_RGB)
-    _legend(rgb, [(f"tile {tile_index} score {t.score}  ({counts})", None)]
-            + [(f"{cl}", CLASS_RGB[cl]) for cl in CLASS_RGB] + [("non-tumour", NON_TUMOUR_RGB)])
     return plain, rgb
+
+
+def marked_tile(result: IhcResult, tile_index: int, plain: np.ndarray, cells: list[int],
+                non_tumour: np.ndarray) -> np.ndarray:
+    """The raw tile beside the same tile with each tumour cell marked at its centre in its class
+    colour (nothing drawn over the membranes being judged), with the legend and a scale bar below."""
+    t = result.tiles[tile_index]
+    k = result.scan_mpp / result.mpp
+    marks = plain.copy()
+    c = result.cells
+    for i in cells:
+        centre = (int(round((c.x[i] - t.x) * k)), int(round((c.y[i] - t.y) * k)))
+        cv2.circle(marks, centre, 5, (30, 30, 30), -1, cv2.LINE_AA)
+        cv2.circle(marks, centre, 4, CLASS_RGB[c.cls[i]], -1, cv2.LINE_AA)
+    size = plain.shape[0]
+    xy = (non_tumour - (t.x, t.y)) * k
+    for xx, yy in xy[np.all((xy >= 0) & (xy < size), axis=1)]:
+        cv2.circle(marks, (int(xx), int(yy)), 3, NON_TUMOUR_RGB, 1, cv2.LINE_AA)
+    gap = np.full((size, 8, 3), 255, np.uint8)
+    counts = ", ".join(f"{cl}: {t.counts[cl]}" for cl in CLASS_RGB)
+    return with_legend(np.hstack([plain, gap, marks]),
+                       [(f"tile {tile_index}: scored {t.score} ({counts} tumour cells); left raw, right marked", None)]
+                       + [(f"tumour cell {cl}", CLASS_RGB[cl]) for cl in CLASS_RGB]
+                       + [("non-tumour nucleus (ring)", NON_TUMOUR_RGB)], _scale_bar(result.mpp, size))
 
 
 def review_tiles(result: IhcResult, limit: int = 48, min_cells: int = 5) -> list[int]:
@@ -195,29 +196,37 @@ def representative_tiles(result: IhcResult, per_class: int = 2) -> list[int]:
     return chosen
 
 
-def write_ihc_outputs(result: IhcResult, slide: SlideImage, out: str | Path) -> dict[str, Path]:
+def write_ihc_outputs(result: IhcResult, slide: SlideImage, out: str | Path,
+                      progress: Progress | None = None) -> dict[str, Path]:
     """result.json, cells.csv, cells.geojson, heatmap.png, overlays/tile_N.png (representative
     tiles, cell outlines) and tiles/tile_N.jpg + tile_N_cells.jpg (plain and outlined views of the
-    tiles to review, ``review_tiles``) in ``out``."""
+    tiles to review, ``review_tiles``) in ``out``; each counted as a step of the ``outputs`` stage."""
+    progress = progress or Progress()
     lay = IhcLayout(out)
     lay.overlays.mkdir(parents=True, exist_ok=True)
-    files = {
-        "result": write_json(result, lay.result),
-        "cells_csv": cells_csv(result, lay.cells_csv),
-        "geojson": cells_geojson(result, lay.cells_geojson),
-        "heatmap": heatmap(result, slide, lay.heatmap),
-    }
     lay.tiles.mkdir(exist_ok=True)
     shown, review = representative_tiles(result), review_tiles(result)
+    writers = {"result": lambda: write_json(result, lay.result),
+               "cells_csv": lambda: cells_csv(result, lay.cells_csv),
+               "geojson": lambda: write_qupath_geojson(result, lay.cells_geojson),
+               "heatmap": lambda: heatmap(result, slide, lay.heatmap)}
+    drawn = list(dict.fromkeys(shown + review))
+    progress.stage("outputs", len(writers) + len(drawn))
+    files = {}
+    for name, write in writers.items():
+        files[name] = write()
+        progress.advance(len(files))
     by_tile: dict[int, list[int]] = {}
     for i, ti in enumerate(result.cells.tile):
         by_tile.setdefault(ti, []).append(i)
     non_tumour = np.asarray(result.non_tumour_xy, float).reshape(-1, 2)
-    for i in dict.fromkeys(shown + review):      # each tile read and drawn once
+    for k, i in enumerate(drawn, len(writers) + 1):      # each tile read and drawn once
         plain, over = tile_views(result, slide, i, by_tile.get(i, []), non_tumour)
         if i in shown:
-            files[f"overlay_{i}"] = write_image(lay.overlay(i), over)
+            files[f"overlay_{i}"] = write_image(lay.overlay(i), marked_tile(result, i, plain, by_tile.get(i, []),
+                                                                            non_tumour))
         if i in review:
             write_image(lay.tile_image(i), plain, result.mpp, quality=88)
             write_image(lay.tile_image(i, cells=True), over, result.mpp, quality=88)
+        progress.advance(k)
     return files

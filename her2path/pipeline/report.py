@@ -1,9 +1,12 @@
 """The per-case HTML report: one self-contained file (images inlined, no network).
 
 Built from a case folder written by ``run_case`` (result.json, ihc/, ish/):
-status, reasons and next step; the IHC heatmap and class distribution;
-representative tiles with cell overlays; a montage of counted FISH nuclei
-with their HER2/CEP17 counts; provenance.
+status, reasons and next step; the IHC reasons (with the cut-off a near call
+lies near and how far), H-score, class distribution, histograms of membrane
+completeness and intensity, the heatmap with tile numbers and a scale bar, and
+representative tiles raw beside marked; the ISH figures with the nuclei found
+and why the others were not counted, and a montage of counted nuclei with a
+colour key; the scoring region and provenance.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import numpy as np
 from ..io.writers import atomic_write_bytes
 from ..schema import CaseResult
 from .layout import CaseLayout, IshLayout
+from .qupath import h_score
 
 CLASS_HEX = {"0": "#4f79c4", "1+": "#f2c14e", "2+": "#f08a24", "3+": "#c8102e"}
 STATUS_HEX = {"positive": "#c8102e", "negative": "#2e7d32", "equivocal": "#f08a24", "needs-ish": "#f08a24",
@@ -44,8 +48,30 @@ def _bars(percent: dict[str, float]) -> list[dict]:
             for i, (cl, v) in enumerate(percent.items())]
 
 
-def nuclei_montage(ish_dir: Path, n: int = 24, crop_um: float = 14.0) -> np.ndarray | None:
-    """Evaluable nuclei cut from the ISH overlays (outlines, spots, counts drawn), in a grid."""
+def histograms(cells_csv: Path, bins: int = 10) -> list[dict]:
+    """Distributions of membrane completeness (0-1) and intensity (DAB OD above the cytoplasm) over
+    the tumour cells, as SVG bar geometry for the report (empty when there is no cells.csv)."""
+    if not cells_csv.exists():
+        return []
+    rows = list(csv.DictReader(cells_csv.open()))
+    if not rows:
+        return []
+    out = []
+    for key, label, top in (("completeness", "membrane completeness (share of the perimeter stained)", 1.0),
+                            ("intensity", "membrane intensity (DAB OD above the cytoplasm)", None)):
+        v = np.array([float(r[key]) for r in rows])
+        hi = top or max(float(np.percentile(v, 99)), 1e-3)
+        counts, edges = np.histogram(np.clip(v, 0, hi), bins=bins, range=(0, hi))
+        scale = 100 / max(counts.max(), 1)
+        out.append({"label": label, "n": len(v), "bars": [
+            {"x": 40 + 32 * i, "h": round(c * scale, 1), "y": 110 - round(c * scale, 1), "count": int(c),
+             "edge": f"{edges[i]:.2g}"} for i, c in enumerate(counts)], "last": f"{edges[-1]:.2g}"})
+    return out
+
+
+def nuclei_montage(ish_dir: Path, n: int = 24, crop_um: float = 14.0) -> tuple[np.ndarray, int, int] | None:
+    """Evaluable nuclei cut from the ISH overlays (outlines, spots, counts drawn), in a grid, with
+    how many are shown and how many were counted."""
     lay = IshLayout(ish_dir)
     table, result = lay.nuclei_csv, lay.result
     if not table.exists() or not result.exists():
@@ -75,11 +101,12 @@ def nuclei_montage(ish_dir: Path, n: int = 24, crop_um: float = 14.0) -> np.ndar
         tiles.append(crop)
     if not tiles:
         return None
+    shown = len(tiles)
     cols = 8
     while len(tiles) % cols:
         tiles.append(np.zeros_like(tiles[0]))
     grid = [np.hstack(tiles[i:i + cols]) for i in range(0, len(tiles), cols)]
-    return np.vstack(grid)
+    return np.vstack(grid), shown, len(rows)
 
 
 _ENV = None
@@ -108,9 +135,12 @@ def render_report(case_dir: Path) -> str:
         r=r, case_name=r.case_id or Path(case_dir).name,
         status_hex=STATUS_HEX.get(r.status, "#555"), class_hex=CLASS_HEX,
         bars=_bars(r.ihc.percent_cells) if r.ihc else [],
+        h_score=h_score(r.ihc.percent_cells) if r.ihc else None,
+        histograms=histograms(lay.ihc.cells_csv) if r.ihc else [],
         heatmap=_img_data(heat) if heat is not None else None,
-        overlays=[(p.stem, _img_data(_read_rgb(p), 600)) for p in overlays],
-        montage=_img_data(montage, 1024) if montage is not None else None,
+        overlays=[(p.stem, _img_data(_read_rgb(p), 1100)) for p in overlays],
+        montage=_img_data(montage[0], 1024) if montage is not None else None,
+        montage_counts=montage[1:] if montage is not None else None,
         ish_figures=[(k.replace("_", " "), getattr(r.ish, k)) for k in
                      ("nuclei", "her2_per_cell", "cep17_per_cell", "ratio", "group", "call", "amplified_percent")]
         if r.ish else [])
@@ -121,3 +151,44 @@ def write_report(case_dir: str | Path) -> Path:
     lay = CaseLayout(case_dir)
     atomic_write_bytes(lay.report_html, render_report(lay.root).encode())
     return lay.report_html
+
+
+def write_pdf(case_dir: str | Path, pdf: str | Path) -> Path:
+    """The case's report printed to ``pdf`` (A4, backgrounds kept) by headless Chromium.
+
+    The case folder is not touched (its checksums stay valid): the PDF goes
+    where the lab files it. Chromium is driven through Playwright (the ``dev``
+    extra) and found on the PATH (``chromium``, ``chromium-browser``,
+    ``google-chrome``) or in Playwright's own install.
+
+    Raises
+    ------
+    InputError
+        When the folder holds no case, or no browser can print.
+    """
+    import shutil
+
+    from ..errors import InputError
+
+    lay = CaseLayout(case_dir)
+    if not lay.result.is_file():
+        raise InputError("not a case folder (no result.json)", case_dir, "give a folder written by `her2path case`")
+    fix = "install Chromium (apt-get install chromium) and Playwright (pip install playwright)"
+    try:
+        from playwright.sync_api import Error as PlaywrightError, sync_playwright
+    except ImportError:
+        raise InputError("printing a PDF needs Playwright and Chromium", case_dir, fix) from None
+    exe = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    html = render_report(lay.root)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=exe, args=["--headless=new", "--disable-gpu", "--no-sandbox"])
+            page = browser.new_page()
+            page.set_content(html, wait_until="load")
+            data = page.pdf(format="A4", print_background=True,
+                            margin={"top": "12mm", "bottom": "12mm", "left": "10mm", "right": "10mm"})
+            browser.close()
+    except PlaywrightError as exc:
+        raise InputError(f"Chromium could not print the report ({str(exc).splitlines()[0]})", case_dir, fix) from None
+    atomic_write_bytes(Path(pdf), data)
+    return Path(pdf)

@@ -40,7 +40,8 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..pipeline.layout import BatchLayout, CaseLayout, find_case_dirs
 from ..pipeline.outputs import review_tiles
-from ..schema import CaseResult, IhcResult
+from ..rules.status import classify
+from ..schema import CaseResult, IhcResult, IshResult
 from .store import ReviewStore, latest
 
 MAX_BODY = 4096
@@ -150,6 +151,23 @@ class Review:
         if not self.inside(p) or not p.resolve().is_file():
             raise HTTPException(404, "no such file in this case")
         return p.resolve()
+
+    def reviewed(self, e: CaseEntry, sign) -> dict | None:
+        """The case as signed off: with an overriding IHC score, the status recomputed by the
+        guideline engine from that score and the case's own ISH result (None: no override)."""
+        if sign is None or sign.value == "accept":
+            return None
+        ish_path = CaseLayout(e.folder).ish.result
+        ish = None
+        if ish_path.exists() and self.inside(ish_path):
+            try:
+                ish = _load(IshResult, ish_path)
+            except (OSError, ValueError, ValidationError):
+                ish = None
+        r = classify(sign.value, ish, e.result.guideline, case_id=e.case_id)
+        return {"status": r.status, "sub_label": r.sub_label, "ihc_score": r.ihc_score, "reasons": r.reasons,
+                "next_step": r.next_step, "measured_status": e.result.status,
+                "measured_ihc": e.result.ihc_score, "by": sign.reviewer, "at": sign.at}
 
     @staticmethod
     def review_tiles(ihc: IhcResult | None) -> list:
@@ -270,7 +288,7 @@ def create_app(out: str | Path, token: str | None = None, allowed_hosts: list[st
                     out.append(item)
                     continue
                 sign = cur.get((key, "signoff", None))
-                item.update(status=r.status, sub_label=r.sub_label, ihc_score=r.ihc_score, ish_group=r.ish_group,
+                item.update(reviewed=rv.reviewed(e, sign), status=r.status, sub_label=r.sub_label, ihc_score=r.ihc_score, ish_group=r.ish_group,
                             ratio=r.ratio, flags=r.flags, flagged_tiles=len(ihc.flagged_tiles) if ihc else 0,
                             near_cutoff=bool(ihc and ihc.near_cutoff),
                             tiles_reviewed=sum(1 for k in cur if k[0] == key and k[1] == "tile"),
@@ -295,7 +313,7 @@ def create_app(out: str | Path, token: str | None = None, allowed_hosts: list[st
                 "ihc": ihc.model_dump(include={"score", "sub_label", "percent_cells", "tumour_cells", "warnings",
                                                "reasons"}) if ihc else None,
                 "heatmap": rv.inside(heat), "tiles": tiles,
-                "signoff": sign.__dict__ if sign else None,
+                "signoff": sign.__dict__ if sign else None, "reviewed": rv.reviewed(e, sign),
                 "history": [h.__dict__ for h in history[-50:]]}
 
     @app.get("/files/{key}/heatmap.png")

@@ -64,18 +64,37 @@ def ihc_warnings(tumour_cells: int, excluded_cells: int, dab_absent: bool, no_me
     return warnings
 
 
-def near_cutoff_reason(near_cutoff_points: float) -> str:
-    """The reason line of a slide whose deciding percentage lies near a cut-off."""
-    return f"near a cut-off: the deciding percentage is within {near_cutoff_points:g} points of it; review the slide"
+def near_cutoff_reason(near_cutoff_points: float, cutoffs: list[str]) -> str:
+    """The reason line of a slide whose deciding percentage lies near a cut-off: which, and how far.
+
+    Examples
+    --------
+    >>> near_cutoff_reason(2, ["3+ cells 8.2% against the > 10% cut-off of IHC 3+: 1.8 points below"])[:60]
+    'near a cut-off (within 2 points): 3+ cells 8.2% against the '
+    """
+    return f"near a cut-off (within {near_cutoff_points:g} points): {'; '.join(cutoffs)}; review the slide"
 
 
 def ish_warnings(heterogeneous: bool, amplified_percent: float | None, ratio_cutoff: float,
-                 heterogeneity_percent: float) -> list[str]:
-    """Warnings of an ISH count: a second population of amplified (or non-amplified) nuclei."""
-    if not heterogeneous:
-        return []
-    return [f"heterogeneous: {amplified_percent:.0f}% of nuclei have a ratio >= {ratio_cutoff:g}; a second "
-            f"population exceeds {heterogeneity_percent:g}%: count and report it separately"]
+                 heterogeneity_percent: float, saturated: dict[str, int] | None = None) -> list[str]:
+    """Warnings of an ISH count: a second population of amplified (or non-amplified) nuclei, and
+    clusters whose light reaches the camera's full scale (their copies are lower bounds).
+
+    Examples
+    --------
+    >>> ish_warnings(False, 0.0, 2.0, 10.0, {"her2": 3, "cep17": 0})[0][:43]
+    'saturated: 3 HER2 clusters reach the camera'
+    """
+    out = []
+    if heterogeneous:
+        out.append(f"heterogeneous: {amplified_percent:.0f}% of nuclei have a ratio >= {ratio_cutoff:g}; a second "
+                   f"population exceeds {heterogeneity_percent:g}%: count and report it separately")
+    for probe, n in (saturated or {}).items():
+        if n:
+            out.append(f"saturated: {n} {'HER2' if probe == 'her2' else 'CEP17'} clusters reach the camera's full "
+                       "scale, so their copies (and the per-cell mean) are lower bounds; re-image with a shorter "
+                       "exposure if the call depends on them")
+    return out
 
 
 def ihc_flags(ihc: IhcSummary) -> list[str]:

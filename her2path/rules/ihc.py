@@ -104,6 +104,7 @@ class IhcDecision(BaseModel):
     percent: dict[str, float]     # percent of tumour cells per class
     counts: dict[str, int]        # tumour cells per class
     near_cutoff: bool             # the deciding figure lies within near_cutoff_points of a cut-off
+    cutoffs: list[str] = []       # each cut-off it lies near: which, the figure, and how far
 
 
 def _largest_cluster(xy_um: np.ndarray, member: np.ndarray, neighbour_um: float) -> int:
@@ -215,7 +216,7 @@ def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast",
         why = refusal or f"{what} (at least {least} needed to score); check that the slide holds invasive tumour"
         return IhcDecision(score=None, sub_label=None, percent={c: round(v, 3) for c, v in percent.items()},
                            counts=counts, near_cutoff=False, reason=f"IHC no call ({table.name}): {why}")
-    near = False
+    near, cutoffs = False, []
     for rule in table.ihc.rules:
         member = np.isin(classes, rule.classes) if n else np.zeros(0, bool)
         value = sum(percent[c] for c in rule.classes)
@@ -231,6 +232,9 @@ def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast",
             fired = value > rule.percent if rule.op == ">" else value >= rule.percent
             if rule.near_cutoff and rule.percent > 0 and abs(value - rule.percent) <= table.ihc.near_cutoff_points:
                 near = True
+                gap = value - rule.percent
+                cutoffs.append(f"{'/'.join(rule.classes)} cells {value:.1f}% against the {rule.op} {rule.percent:g}% "
+                               f"cut-off of IHC {rule.score}: {abs(gap):.1f} points {'above' if gap >= 0 else 'below'}")
         if fired:
             break
     score = rule.score
@@ -243,6 +247,7 @@ def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast",
         percent={c: round(v, 3) for c, v in percent.items()},
         counts=counts,
         near_cutoff=near,
+        cutoffs=cutoffs,
     )
 
 

@@ -338,7 +338,7 @@ def render_ihc_field(spec: IhcFieldSpec) -> IhcField:
         intensity=intensity, pattern=pattern,
         stroma_xy_px=s_pts / mpp - 0.5, stroma_kind=kind, defocus=defocus,
     )
-    decision = ihc_decision(cls, cells_um, spec.guideline)
+    decision = ihc_decision(cls, cells_um, spec.guideline, min_cells=1)   # the truth of its cells, however few
     return IhcField(rgb=rgb, mpp=mpp, spec=spec, truth=truth, decision=decision,
                     labels=labels, dab=dab_laid, encoded=encoded)
 

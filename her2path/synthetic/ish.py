@@ -53,6 +53,18 @@ class IshFieldSpec:
     spot_sigma_um: float = 0.15           # PSF sigma of one signal
     debris: int = 12                      # bright particles outside nuclei
     seed: int = 0
+    # Nuisances (``random_ish_spec`` draws them over their range; the defaults are the clean field).
+    brightness_spread: float = 0.0        # lognormal sigma of the signal brightness (0.35: a 3x range)
+    cluster_sd_um: float = 0.22           # spread of an amplicon cluster's copies around its centre
+    cluster_irregular: bool = False       # clusters made of 2-4 elongated lobes instead of one round one
+    autofluorescence: float = 0.0         # smooth background light in the signal channels (FISH)
+    out_of_focus: int = 0                 # blurred nuclei of another focal plane (no countable signals)
+    bleed: float = 0.0                    # share of each signal channel seen in the other (FISH)
+    exposure: float = 1.0                 # signal brightness scale (FISH): one signal at 14-20% of full scale;
+                                          #   dense clusters reach it at 1, most clusters above ~3
+    white_balance: tuple[float, float, float] = (1.0, 1.0, 1.0)   # camera gains R, G, B (brightfield)
+    vignetting: float = 0.0               # light lost towards the corners (brightfield, 0-1)
+    hematoxylin: float = 1.0              # counterstain strength (brightfield; 0.3 is pale)
 
     def means(self) -> tuple[float, float, bool]:
         if self.group is not None:
@@ -167,6 +179,19 @@ def _spots_in(rng, n, c, ax, ang, min_dist, taken):
     return out
 
 
+def _cluster_offsets(rng, n: int, sd_um: float, irregular: bool) -> np.ndarray:
+    """Positions (um) of an amplicon cluster's copies around its centre: one round cloud, or 2-4
+    elongated lobes (the irregular clusters of real amplified nuclei)."""
+    if not irregular:
+        return rng.normal(0, sd_um, (n, 2))
+    lobes = rng.integers(2, 5)
+    centre = rng.normal(0, sd_um, (lobes, 2))
+    which = rng.integers(0, lobes, n)
+    ang = rng.uniform(0, np.pi, lobes)[which]
+    along, across = rng.normal(0, sd_um, n), rng.normal(0, 0.35 * sd_um, n)
+    return centre[which] + np.c_[along * np.cos(ang) - across * np.sin(ang), along * np.sin(ang) + across * np.cos(ang)]
+
+
 def _layout(spec: IshFieldSpec):
     """Nuclei and signal positions in um, retried until the case falls in the preset's group."""
     cep_mean, her2_mean, clustered = spec.means()
@@ -190,7 +215,7 @@ def _layout(spec: IshFieldSpec):
             n_clu = 1 + int(k >= 14)
             per = (k - 2) // n_clu  # keep two separate signals beside the clusters
             for cc in _spots_in(rng, n_clu, c, ax, ang, 3 * diam, []):
-                members = cc + rng.normal(0, 0.22, (per, 2))
+                members = cc + _cluster_offsets(rng, per, spec.cluster_sd_um, spec.cluster_irregular)
                 h_pts.extend(members)
                 h_clu.extend([cluster_id] * per)
                 cluster_id += 1
@@ -252,16 +277,43 @@ def render_fish(spec: IshFieldSpec) -> IshField:
     nuclear = dapi > 0.05
     chans = []
     for pts in (truth.her2_spots_um, truth.cep17_spots_um):
-        amp = rng.uniform(0.14, 0.20, len(pts))   # exposure with headroom: clusters do not saturate
+        amp = spec.exposure * rng.uniform(0.14, 0.20, len(pts)) * _spread(rng, spec.brightness_spread, len(pts))
         img = _spot_canvas(spec, pts, amp, spec.spot_sigma_um)
         deb = np.c_[rng.uniform(0, W, spec.debris), rng.uniform(0, H, spec.debris)]
         deb_img = _spot_canvas(spec, deb, rng.uniform(0.1, 0.3, spec.debris), 2.2 * spec.spot_sigma_um)
         deb_img[nuclear] = 0   # debris lies on the glass or in the cytoplasm, not in nuclei
-        chans.append(img + deb_img + 0.04 * nuclear + 0.02)
+        haze = spec.autofluorescence * _haze(rng, spec) if spec.autofluorescence else 0.0
+        chans.append(img + deb_img + 0.04 * nuclear + 0.02 + haze)
+    if spec.bleed:
+        chans = [chans[0] + spec.bleed * chans[1], chans[1] + spec.bleed * chans[0]]
+    if spec.out_of_focus:
+        dapi = dapi + _out_of_focus(rng, spec)
     image = np.stack(chans + [dapi + 0.02]).astype(np.float32)
     photons = 2000.0  # photoelectrons at full scale
     image = rng.poisson(np.clip(image, 0, None) * photons) / photons + rng.normal(0, 0.004, image.shape)
     return IshField(np.clip(image, 0, 1).astype(np.float32), spec.mpp, truth, brightfield=False)
+
+
+def _spread(rng, sigma: float, n: int) -> np.ndarray:
+    """Brightness factors of ``n`` signals: lognormal with ``sigma`` (1 when 0), median 1."""
+    return np.exp(rng.normal(0, sigma, n)) if sigma > 0 else np.ones(n)
+
+
+def _haze(rng, spec: IshFieldSpec) -> np.ndarray:
+    """Smooth autofluorescence (0-1 scale, mean ~0.5): cytoplasm and extracellular matrix."""
+    noise = rng.normal(size=(spec.height_px // 16 + 2, spec.width_px // 16 + 2)).astype(np.float32)
+    haze = cv2.resize(cv2.GaussianBlur(noise, (0, 0), 2.0), (spec.width_px, spec.height_px), interpolation=cv2.INTER_CUBIC)
+    return np.clip(0.5 + 1.5 * haze, 0, 1)
+
+
+def _out_of_focus(rng, spec: IshFieldSpec) -> np.ndarray:
+    """Blurred nuclei of another focal plane, in the DAPI channel only."""
+    out = np.zeros((spec.height_px, spec.width_px), np.float32)
+    for _ in range(spec.out_of_focus):
+        c = (int(rng.uniform(0, spec.width_px)), int(rng.uniform(0, spec.height_px)))
+        r = int(rng.uniform(*spec.nuclear_radius_um) / spec.mpp)
+        cv2.circle(out, c, r, float(rng.uniform(0.15, 0.3)), -1)
+    return cv2.GaussianBlur(out, (0, 0), 2.0 / spec.mpp)
 
 
 SILVER_OD = np.array([0.58, 0.60, 0.55])     # black silver HER2 dots: neutral absorber
@@ -272,14 +324,98 @@ HEMATOXYLIN_OD = np.array([0.65, 0.70, 0.29])
 def render_brightfield(spec: IshFieldSpec, jpeg_quality: int | None = None) -> IshField:
     """A brightfield dual-ISH field (RGB uint8): hematoxylin nuclei, black HER2, red CEP17 dots."""
     truth, rng = _layout(spec)
-    hem = _nucleus_canvas(spec, truth, rng, rng.uniform(0.25, 0.4, len(truth.her2)))
+    hem = _nucleus_canvas(spec, truth, rng, spec.hematoxylin * rng.uniform(0.25, 0.4, len(truth.her2)))
     sig = 1.4 * spec.spot_sigma_um
-    her2 = _spot_canvas(spec, truth.her2_spots_um, rng.uniform(1.0, 1.4, len(truth.her2_spots_um)), sig)
-    cep = _spot_canvas(spec, truth.cep17_spots_um, rng.uniform(0.8, 1.1, len(truth.cep17_spots_um)), sig)
+    nh, nc = len(truth.her2_spots_um), len(truth.cep17_spots_um)
+    her2 = _spot_canvas(spec, truth.her2_spots_um, rng.uniform(1.0, 1.4, nh) * _spread(rng, spec.brightness_spread, nh),
+                        sig)
+    cep = _spot_canvas(spec, truth.cep17_spots_um, rng.uniform(0.8, 1.1, nc) * _spread(rng, spec.brightness_spread, nc),
+                       sig)
     od = hem[..., None] * HEMATOXYLIN_OD + her2[..., None] * SILVER_OD + cep[..., None] * RED_OD + 0.02
-    rgb = 250 * np.power(10.0, -od) + rng.normal(0, 2.0, od.shape)
+    yy, xx = np.mgrid[0:spec.height_px, 0:spec.width_px]
+    r2 = ((xx - spec.width_px / 2) ** 2 + (yy - spec.height_px / 2) ** 2) / (0.5 * np.hypot(spec.width_px, spec.height_px)) ** 2
+    lamp = (1 - spec.vignetting * r2)[..., None] * np.asarray(spec.white_balance)
+    rgb = 250 * lamp * np.power(10.0, -od) + rng.normal(0, 2.0, od.shape)
     rgb = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
     if jpeg_quality:
         data = encode_jpeg(rgb, jpeg_quality)
         rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     return IshField(rgb, spec.mpp, truth, brightfield=True)
+
+
+# Group targets for ``random_ish_spec``: (HER2 per cell, CEP17 per cell) drawn inside each breast group,
+# and near one of its cut-offs (ratio 2.0, HER2 4 or 6 copies per cell) for the near cases.
+FISH_FORMATS = ("tiff16", "tiff8", "png8", "jpeg")
+BRIGHTFIELD_FORMATS = ("png8", "jpeg")
+
+
+def _group_means(rng, group: int, near: bool) -> tuple[float, float]:
+    """(HER2 per cell, CEP17 per cell) inside ``group``; ``near``: within 10% of one of its cut-offs."""
+    u = rng.uniform
+    if group == 1:
+        cep = u(1.6, 3.5)
+        ratio = u(2.05, 2.2) if near else u(2.3, 7.0)
+        return float(np.clip(max(ratio * cep, u(4.4, 5.0) if near else 4.6), 4.2, 30.0)), cep
+    if group == 2:
+        cep = u(1.2, 1.6)
+        her2 = u(3.6, 3.9) if near else u(2.3 * cep, 3.8)
+        return float(min(her2, 3.9)), float(min(cep, her2 / 2.1))
+    if group == 3:
+        cep = u(3.6, 5.0)
+        her2 = u(6.0, 6.6) if near else u(6.6, 9.0)
+        return her2, float(max(cep, her2 / 1.9 if not near else her2 / u(1.8, 1.95)))
+    if group == 4:
+        cep = u(2.8, 4.0)
+        her2 = (u(4.1, 4.4) if rng.random() < 0.5 else u(5.5, 5.9)) if near else u(4.4, 5.6)
+        return her2, float(max(cep, her2 / 1.9))
+    cep = u(1.6, 2.6)
+    her2 = cep * (u(1.8, 1.95) if near else u(0.8, 1.7))
+    return float(min(her2, 3.8)), cep
+
+
+def random_ish_spec(seed: int, brightfield: bool = False) -> tuple[IshFieldSpec, str, dict]:
+    """A case's field spec with every nuisance drawn from its range, its file format and its axes.
+
+    The breast group (1-5) is drawn, a third of the cases within 10% of a
+    cut-off; HER2 and CEP17 copies per cell inside it; spots with a PSF
+    sigma of 0.1-0.3 um, a 2-3x brightness spread (lognormal) or none,
+    amplicon clusters 0.5-2.5 um across (round or lobed); FISH with
+    autofluorescence, out-of-focus nuclei, channel bleed 0-10%, saturated
+    exposure in a fifth of the cases and any of the file formats;
+    brightfield with a camera white balance, vignetting and pale hematoxylin.
+    The fields of a case are ``dataclasses.replace(spec, seed=...)``.
+    """
+    rng = np.random.default_rng(seed)
+    group = int(rng.integers(1, 6))
+    near = bool(rng.random() < 1 / 3)
+    her2, cep = _group_means(rng, group, near)
+    spec = dict(group=None, her2_mean=her2, cep17_mean=cep, clustered=bool(her2 >= 6 and rng.random() < 0.85),
+                layout="crowded" if rng.random() < 0.3 else "isolated", seed=seed * 100,
+                spot_sigma_um=float(rng.uniform(0.1, 0.3) if not brightfield else rng.uniform(0.1, 0.2)),
+                brightness_spread=float(rng.choice([0.0, rng.uniform(0.28, 0.35)])),
+                cluster_sd_um=float(rng.uniform(0.5, 2.5) / 4), cluster_irregular=bool(rng.random() < 0.5))
+    if brightfield:
+        spec.update(mpp=float(rng.choice([0.07, 0.1])),
+                    white_balance=(1.0, float(rng.uniform(0.85, 1.0)), float(rng.uniform(0.6, 1.0))),
+                    vignetting=float(rng.uniform(0.0, 0.35)), hematoxylin=float(rng.uniform(0.3, 1.0)))
+        fmt = str(rng.choice(BRIGHTFIELD_FORMATS))
+    else:
+        spec.update(autofluorescence=float(rng.choice([0.0, rng.uniform(0.02, 0.08)])),
+                    out_of_focus=int(rng.integers(0, 7)), bleed=float(rng.uniform(0, 0.1)),
+                    exposure=float(rng.uniform(2.5, 4.0)) if rng.random() < 0.2 else 1.0)
+        fmt = str(rng.choice(FISH_FORMATS))
+    s = IshFieldSpec(**spec)
+    axes = {"group": str(group), "near cut-off": "near" if near else "clear", "layout": s.layout,
+            "psf": "sharp" if s.spot_sigma_um < 0.2 else "wide",
+            "brightness": "spread" if s.brightness_spread else "even",
+            "clusters": ("lobed" if s.cluster_irregular else "round") if s.clustered else "none",
+            "format": fmt}
+    if brightfield:
+        axes.update({"white balance": "yellow" if s.white_balance[2] < 0.85 else "neutral",
+                     "vignetting": "strong" if s.vignetting > 0.2 else "mild",
+                     "hematoxylin": "pale" if s.hematoxylin < 0.6 else "normal", "mpp": f"{s.mpp:g}"})
+    else:
+        axes.update({"autofluorescence": "on" if s.autofluorescence else "off",
+                     "bleed": "high" if s.bleed > 0.05 else "low",
+                     "saturation": "saturated" if s.exposure > 1 else "linear"})
+    return s, fmt, axes

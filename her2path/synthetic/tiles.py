@@ -46,13 +46,13 @@ def random_tile(k: int, seed: int, min_cells: int = 8):
     """The k-th tile from the randomised generator (redrawn until it holds ``min_cells`` tumour cells)."""
     from .tissue import random_spec, render_tissue
 
-    for attempt in range(20):   # the field's seed modulo 4 picks its score: k cycles through 0, 1+, 2+, 3+
+    for attempt in range(100):   # the field's seed modulo 4 picks its score: k cycles through 0, 1+, 2+, 3+
         field_seed = 4 * int(np.random.default_rng([seed, k, attempt]).integers(2**28)) + k % 4
         spec = random_spec(field_seed, mpp=TILE_MPP, width_um=TILE_UM, height_um=TILE_UM, guideline="breast")
         f = render_tissue(spec)
-        if len(f.truth.cls) >= min_cells:
+        if len(f.truth.cls) >= min_cells and f.decision.score is not None:
             return f
-    return f
+    raise RuntimeError(f"no tile with {min_cells} tumour cells in 100 draws (seed {seed}, tile {k})")
 
 
 def write_tile_dataset(folder: str | Path, n: int, seed: int = 0, variant: str = "default",

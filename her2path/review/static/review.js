@@ -41,8 +41,10 @@ const her2path = (() => {
     table.innerHTML = "<tr><th>case</th><th>status</th><th>IHC</th><th>ISH</th><th>flags</th><th>review</th></tr>" +
       cases.map((c) => c.state !== "ok" ? bad(c) : `<tr data-case="${esc(c.key)}"><td><a href="/case/${encodeURIComponent(c.key)}">${esc(c.case_id)}</a>
         ${c.reason ? `<div class="reason">${esc(c.reason)}</div>` : ""}</td>
-        <td><span class="badge st-${esc(c.status)}">${esc(c.status)}</span> ${c.sub_label ? "HER2-" + esc(c.sub_label) : ""}</td>
-        <td>${c.ihc_score ? `<span class="badge ${cls(c.ihc_score)}">${esc(c.ihc_score)}</span>` : "-"}</td>
+        <td>${c.reviewed ? `<span class="badge st-${esc(c.reviewed.status)}">${esc(c.reviewed.status)}</span>
+              ${c.reviewed.sub_label ? "HER2-" + esc(c.reviewed.sub_label) : ""} <span class="override-mark">override (measured ${esc(c.status)})</span>`
+            : `<span class="badge st-${esc(c.status)}">${esc(c.status)}</span> ${c.sub_label ? "HER2-" + esc(c.sub_label) : ""}`}</td>
+        <td>${(c.reviewed ? c.reviewed.ihc_score : c.ihc_score) ? `<span class="badge ${cls(c.reviewed ? c.reviewed.ihc_score : c.ihc_score)}">${esc(c.reviewed ? c.reviewed.ihc_score : c.ihc_score)}</span>` : "-"}</td>
         <td>${c.ish_group ? "group " + c.ish_group : c.ratio != null ? "ratio " + c.ratio.toFixed(2) : "-"}</td>
         <td>${[c.flagged_tiles ? `<span class="flag" title="tiles where the tile model disagrees">&#9873; ${c.flagged_tiles} flagged tiles</span>` : "",
               c.near_cutoff ? "slide near a cut-off" : ""].filter(Boolean).join(" &middot; ")}</td>
@@ -57,16 +59,10 @@ const her2path = (() => {
     let data = await api("/api/cases/" + encodeURIComponent(id));
     let filter = "all", cells = true, sel = 0;
     const c = data.case;
-    root.innerHTML = `<h1>${esc(c.case_id || id)} <span class="badge st-${esc(c.status)}">HER2 ${esc(c.status)}</span>
-      ${c.sub_label ? `<span class="badge sub">HER2-${esc(c.sub_label)}</span>` : ""}</h1>
+    root.innerHTML = `<div id="head"></div>
       ${data.note ? `<p class="reason">${esc(data.note)}</p>` : ""}
       <div class="layout"><aside>
-        <div class="panel"><h2>Slide</h2>
-          ${data.ihc ? `<div>IHC <span class="badge ${cls(data.ihc.score)}">${esc(data.ihc.score)}</span> on ${data.ihc.tumour_cells} tumour cells:
-            ${Object.entries(data.ihc.percent_cells).map(([k, v]) => `${esc(k)} ${v.toFixed(1)}%`).join(", ")}</div>` : "<div>no IHC</div>"}
-          <ul class="reasons">${c.reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul>
-          ${c.next_step ? `<div><b>Next step:</b> ${esc(c.next_step)}</div>` : ""}
-          ${c.flags.length ? `<ul class="reasons">${c.flags.map((f) => `<li class="flag">${esc(f)}</li>`).join("")}</ul>` : ""}
+        <div class="panel"><h2>Slide</h2><div id="slide-facts"></div>
           ${data.heatmap ? `<img id="heatmap" alt="heatmap" src="/files/${encodeURIComponent(id)}/heatmap.png">` : ""}</div>
         <div class="panel signoff"><h2>Sign-off</h2><div id="signoff-state"></div>
           <button id="accept-slide">Accept ${data.ihc ? "IHC " + esc(data.ihc.score) : "result"}</button>
@@ -85,6 +81,25 @@ const her2path = (() => {
     bar.querySelectorAll("button").forEach((b) => b.addEventListener("click", () => { filter = b.dataset.f; sel = 0; draw(); }));
     document.getElementById("cells").addEventListener("change", (e) => { cells = e.target.checked; draw(); });
 
+    // The header and the facts follow the sign-off: an override recomputes the status (server side,
+    // by the guideline engine) and both the measured and the signed-off result stay visible.
+    function drawHead() {
+      const rv = data.reviewed;
+      const st = rv ? rv.status : c.status, sub = rv ? rv.sub_label : c.sub_label;
+      document.getElementById("head").innerHTML = `<h1>${esc(c.case_id || id)}
+        <span class="badge st-${esc(st)}" id="status">HER2 ${esc(st)}</span>
+        ${sub ? `<span class="badge sub">HER2-${esc(sub)}</span>` : ""}
+        ${rv ? `<span class="override-mark" id="override-mark">signed-off override: IHC ${esc(rv.ihc_score)} by ${esc(rv.by)}
+          (measured IHC ${esc(rv.measured_ihc || "-")}, HER2 ${esc(rv.measured_status)})</span>` : ""}</h1>`;
+      const reasons = rv ? rv.reasons : c.reasons, next = rv ? rv.next_step : c.next_step;
+      document.getElementById("slide-facts").innerHTML = `
+        ${data.ihc ? `<div>IHC measured <span class="badge ${cls(data.ihc.score)}">${esc(data.ihc.score)}</span> on ${data.ihc.tumour_cells} tumour cells:
+          ${Object.entries(data.ihc.percent_cells).map(([k, v]) => `${esc(k)} ${v.toFixed(1)}%`).join(", ")}</div>` : "<div>no IHC</div>"}
+        ${rv ? `<div>IHC signed off <span class="badge ${cls(rv.ihc_score)}">${esc(rv.ihc_score)}</span></div>` : ""}
+        <ul class="reasons">${reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul>
+        ${next ? `<div><b>Next step:</b> ${esc(next)}</div>` : ""}
+        ${c.flags.length ? `<ul class="reasons">${c.flags.map((f) => `<li class="flag">${esc(f)}</li>`).join("")}</ul>` : ""}`;
+    }
     const visible = () => data.tiles.filter((t) => filter === "all" || (filter === "flagged" ? t.flagged : t.score === filter));
     function drawSignoff() {
       const s = data.signoff;
@@ -125,8 +140,10 @@ const her2path = (() => {
     }
     async function signoff(value, comment) {
       try {
-        data.signoff = await api(`/api/cases/${encodeURIComponent(id)}/signoff`, {value, reviewer: reviewer(), comment});
-        toast("case signed off"); drawSignoff();
+        await api(`/api/cases/${encodeURIComponent(id)}/signoff`, {value, reviewer: reviewer(), comment});
+        const fresh = await api("/api/cases/" + encodeURIComponent(id));
+        data.signoff = fresh.signoff; data.reviewed = fresh.reviewed;
+        toast("case signed off"); drawHead(); drawSignoff();
       } catch (e) { toast(e.message, true); }
     }
     document.getElementById("accept-slide").addEventListener("click", () => signoff("accept", null));
@@ -141,6 +158,7 @@ const her2path = (() => {
       else if (e.key === "a") decide("accept");
       else if (e.key === "c") { cells = !cells; document.getElementById("cells").checked = cells; draw(); }
     });
+    drawHead();
     draw();
   }
   const start = {cases: caseList, case: caseView}[document.body.dataset.page];
