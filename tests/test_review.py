@@ -278,3 +278,59 @@ def test_the_report_prints_to_pdf_and_its_first_page_renders(out, tmp_path, chro
     badge = (pixels.max(axis=2).astype(int) - pixels.min(axis=2)) > 120                   # the coloured status badge
     assert pixels.shape[0] > 1000 and badge.sum() > 500 and (pixels < 100).all(axis=2).sum() > 2000  # text printed
     assert main(["report", str(tmp_path), "--pdf", str(tmp_path / "x.pdf")]) == 2           # not a case folder
+
+
+def test_the_slide_is_served_as_deep_zoom_only_when_it_is_the_one_scored(client, out, tmp_path):
+    r = client.get("/slide/case0.dzi")
+    assert r.status_code == 200 and "<Image" in r.text and 'Format="jpeg"' in r.text
+    assert client.get("/api/cases/case0").json()["slide"] is True
+    import math
+    import re
+
+    top = math.ceil(math.log2(max(map(int, re.findall(r'(?:Width|Height)="(\d+)"', r.text)))))   # full resolution
+    tile = client.get(f"/slide/case0_files/{top}/0_0.jpeg")
+    assert tile.status_code == 200 and tile.content[:2] == b"\xff\xd8"
+    assert client.get(f"/slide/case0_files/{top + 1}/0_0.jpeg").status_code == 404
+    layers = client.get("/api/cases/case0/overlay").json()
+    assert len(layers["cells"]["x"]) == len(layers["cells"]["cls"]) > 100 and layers["tiles"]
+    work = tmp_path / "out"
+    shutil.copytree(out, work, ignore=shutil.ignore_patterns("review.sqlite*"))
+    res = work / "cases" / "case0" / "ihc" / "result.json"
+    data = json.loads(res.read_text())
+    data["provenance"]["input_path"] = str(work / "cases" / "case0" / "ihc" / "heatmap.png")   # any other file
+    res.write_text(json.dumps(data))
+    c = TestClient(create_app(work), base_url="http://127.0.0.1")
+    assert c.get("/slide/case0.dzi").status_code == 404 and c.get("/api/cases/case0").json()["slide"] is False
+
+
+def test_browser_slide_viewer_zooms_to_cells_with_the_overlay(out, tmp_path, chromium):
+    from playwright.sync_api import sync_playwright
+
+    server, thread, url = _serve(create_app(out))
+    args = ["--headless=new", "--disable-gpu", "--no-sandbox"]
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=args)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            tiles = []
+            page.on("response", lambda r: tiles.append(r.status) if "/slide/case0_files/" in r.url else None)
+            page.goto(url + "/case/case0")
+            page.wait_for_selector("#viewer .openseadragon-canvas")
+            for _ in range(100):                        # (no wait_for_function: the page's CSP forbids eval)
+                if page.evaluate("() => !!(window.her2pathViewer && her2pathViewer.osd.world.getItemCount())"):
+                    break
+                page.wait_for_timeout(100)
+            cells = httpx.get(url + "/api/cases/case0/overlay").json()["cells"]
+            x, y = float(np.median(cells["x"])), float(np.median(cells["y"]))
+            page.evaluate(f"her2pathViewer.flyTo({x - 120}, {y - 80}, 240, 160)")   # 120 x 80 um: cell level
+            page.wait_for_timeout(2500)
+            rings = page.evaluate("""() => { const c = document.getElementById('layer');
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+                for (let i = 3; i < d.length; i += 4) if (d[i] > 100) n++; return n; }""")
+            assert rings > 500 and tiles and all(s == 200 for s in tiles)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "review_viewer_cells.png"), full_page=False)
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)

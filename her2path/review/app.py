@@ -1,9 +1,11 @@
 """``her2path review``: a local web app over a batch (or case) output folder.
 
 Pages: the case list (broken and failed cases included, with their reason),
-and a case view with the heatmap, a grid of the review tiles (flagged by the
-tile model and near cut-off first) with a cell-overlay toggle, keyboard
-scoring, and slide sign-off. Decisions go to ``review.sqlite`` in the output
+and a case view with the heatmap, a zoomable slide viewer (OpenSeadragon,
+vendored, over Deep Zoom tiles of the scored slide, with cell and heatmap
+layers), a grid of the review tiles (flagged by the tile model and near
+cut-off first) with a cell-overlay toggle, keyboard scoring, and slide
+sign-off (an override recomputes the status by the guideline engine). Decisions go to ``review.sqlite`` in the output
 folder (append-only); result files are never written.
 
 What it trusts and what it refuses (the threat model, also in the README):
@@ -19,7 +21,8 @@ What it trusts and what it refuses (the threat model, also in the README):
   sniffing and inline script (a strict Content-Security-Policy).
 * Case folders are looked up by name in the listing, never joined from the
   URL, and every file served is resolved with symlinks followed and must lie
-  inside the output folder.
+  inside the output folder. The one file outside it, the scored slide behind
+  the viewer, is served only when its sha256 is the one its result recorded.
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ from ..pipeline.layout import BatchLayout, CaseLayout, find_case_dirs
 from ..pipeline.outputs import review_tiles
 from ..rules.status import classify
 from ..schema import CaseResult, IhcResult, IshResult
+from .slides import deep_zoom, tile_jpeg
 from .store import ReviewStore, latest
 
 MAX_BODY = 4096
@@ -168,6 +172,15 @@ class Review:
         return {"status": r.status, "sub_label": r.sub_label, "ihc_score": r.ihc_score, "reasons": r.reasons,
                 "next_step": r.next_step, "measured_status": e.result.status,
                 "measured_ihc": e.result.ihc_score, "by": sign.reviewer, "at": sign.at}
+
+    def slide(self, key: str):
+        """(IHC result, Deep Zoom generator) of a case's scored slide; 404 when it cannot be shown."""
+        _, ihc = self.case(key)
+        dz = deep_zoom(ihc.provenance.input_path, ihc.provenance.input_sha256) if ihc else None
+        if dz is None:
+            raise HTTPException(404, "the scored slide is not available (moved, changed since it was scored, "
+                                     "or not a file)")
+        return ihc, dz
 
     @staticmethod
     def review_tiles(ihc: IhcResult | None) -> list:
@@ -313,8 +326,35 @@ def create_app(out: str | Path, token: str | None = None, allowed_hosts: list[st
                 "ihc": ihc.model_dump(include={"score", "sub_label", "percent_cells", "tumour_cells", "warnings",
                                                "reasons"}) if ihc else None,
                 "heatmap": rv.inside(heat), "tiles": tiles,
+                "slide": bool(ihc and deep_zoom(ihc.provenance.input_path, ihc.provenance.input_sha256)),
+                "size": [ihc.width, ihc.height] if ihc else None,
                 "signoff": sign.__dict__ if sign else None, "reviewed": rv.reviewed(e, sign),
                 "history": [h.__dict__ for h in history[-50:]]}
+
+    @app.get("/slide/{key}.dzi")
+    def slide_dzi(key: str):
+        _, dz = rv.slide(key)
+        return Response(dz.get_dzi("jpeg"), media_type="application/xml")
+
+    @app.get("/slide/{key}_files/{level}/{col}_{row}.jpeg")
+    def slide_tile(key: str, level: int, col: int, row: int):
+        _, dz = rv.slide(key)
+        data = tile_jpeg(dz, level, col, row)
+        if data is None:
+            raise HTTPException(404, "no such tile")
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/api/cases/{key}/overlay")
+    def overlay(key: str):
+        """Cells (level-0 px, class) and tiles (box, score) of the case, for the viewer's layers."""
+        _, ihc = rv.case(key)
+        if ihc is None:
+            raise HTTPException(404, "this case has no IHC")
+        c = ihc.cells
+        return {"width": ihc.width, "height": ihc.height, "mpp": ihc.scan_mpp,
+                "cells": {"x": c.x, "y": c.y, "cls": c.cls},
+                "tiles": [{"index": t.index, "x": t.x, "y": t.y, "w": t.width, "h": t.height, "score": t.score}
+                          for t in ihc.tiles]}
 
     @app.get("/files/{key}/heatmap.png")
     def heatmap(key: str):

@@ -71,6 +71,11 @@ const her2path = (() => {
           <textarea id="override-comment" placeholder="comment (required to override)"></textarea>
           <button class="alt" id="override-slide">Override</button></div></div>
       </aside><section>
+        ${data.slide ? `<div class="viewer-bar"><b>Slide</b>
+          <label><input type="checkbox" id="layer-cells" checked> cells by class</label>
+          <label><input type="checkbox" id="layer-heat" checked> tile scores</label>
+          <span class="muted">selecting a tile, or clicking the heatmap, flies there</span></div>
+          <div id="viewer"><canvas id="layer"></canvas></div>` : '<p class="muted">The scored slide is not available to view (moved, or changed since it was scored).</p>'}
         <div class="toolbar" id="filters"></div>
         <div class="grid" id="grid"></div></section></div>`;
     const filters = [["all", "All"], ["flagged", "Flagged"], ["0", "0"], ["1+", "1+"], ["2+", "2+"], ["3+", "3+"]];
@@ -100,6 +105,14 @@ const her2path = (() => {
         ${next ? `<div><b>Next step:</b> ${esc(next)}</div>` : ""}
         ${c.flags.length ? `<ul class="reasons">${c.flags.map((f) => `<li class="flag">${esc(f)}</li>`).join("")}</ul>` : ""}`;
     }
+    const viewer = slideViewer(id, data);
+    window.her2pathViewer = viewer;          // for scripting the page (and its browser test)
+    const heat = document.getElementById("heatmap");
+    if (heat && viewer) heat.addEventListener("click", (e) => {
+      const r = heat.getBoundingClientRect(), [W, H] = data.size, k = W / r.width;   // the image keeps the slide's scale
+      const x = (e.clientX - r.left) * k, y = (e.clientY - r.top) * k;
+      if (y <= H) viewer.flyTo(x - 0.02 * W, y - 0.02 * W, 0.04 * W, 0.04 * W);
+    });
     const visible = () => data.tiles.filter((t) => filter === "all" || (filter === "flagged" ? t.flagged : t.score === filter));
     function drawSignoff() {
       const s = data.signoff;
@@ -126,6 +139,7 @@ const her2path = (() => {
       document.querySelectorAll(".tile").forEach((el) => el.addEventListener("click", () => { sel = +el.dataset.i; draw(); }));
       const cur = document.querySelector(".tile.sel");
       if (cur) cur.scrollIntoView({block: "nearest"});
+      if (cur && viewer) viewer.flyToTile(+cur.dataset.tile);
       drawSignoff();
     }
     async function decide(value) {
@@ -161,6 +175,62 @@ const her2path = (() => {
     drawHead();
     draw();
   }
+  // The slide viewer: Deep Zoom tiles of the scored slide (OpenSeadragon, vendored) under a canvas
+  // that draws the tiles' scores and, zoomed in, every tumour cell as a ring in its class colour
+  // (a ring, so the membrane being judged stays visible).
+  function slideViewer(id, data) {
+    if (!data.slide || !window.OpenSeadragon) return null;
+    const osd = OpenSeadragon({id: "viewer", prefixUrl: "/static/vendor/openseadragon/images/",
+      tileSources: `/slide/${encodeURIComponent(id)}.dzi`, showNavigator: true, maxZoomPixelRatio: 2,
+      gestureSettingsMouse: {clickToZoom: false}, crossOriginPolicy: false});
+    const canvas = document.getElementById("layer"), ctx = canvas.getContext("2d");
+    const colour = {"0": "#4678e6", "1+": "#fad200", "2+": "#ff8200", "3+": "#d71432"};
+    let layers = null, tiles = {};
+    const box = (x, y, w, h) => osd.viewport.imageToViewportRectangle(x, y, w, h);
+    function draw() {
+      const el = document.getElementById("viewer");
+      canvas.width = el.clientWidth; canvas.height = el.clientHeight;
+      ctx.clearRect(0, 0, canvas.width, canvas.height);
+      if (!layers || !osd.world.getItemCount()) return;
+      const item = osd.world.getItemAt(0), toScreen = (x, y) => item.imageToViewerElementCoordinates(new OpenSeadragon.Point(x, y));
+      const zoom = item.viewportToImageZoom(osd.viewport.getZoom(true));       // screen px per slide px
+      if (document.getElementById("layer-heat").checked) {
+        ctx.lineWidth = 2;
+        for (const t of layers.tiles) {
+          if (!t.score) continue;
+          const a = toScreen(t.x, t.y), b = toScreen(t.x + t.w, t.y + t.h);
+          ctx.strokeStyle = colour[t.score];
+          ctx.globalAlpha = zoom > 0.2 ? 0.9 : 0.35;
+          if (zoom > 0.2) ctx.strokeRect(a.x, a.y, b.x - a.x, b.y - a.y);
+          else { ctx.fillStyle = colour[t.score]; ctx.fillRect(a.x, a.y, b.x - a.x, b.y - a.y); }
+        }
+        ctx.globalAlpha = 1;
+      }
+      if (document.getElementById("layer-cells").checked && zoom > 0.15) {
+        const tl = item.viewerElementToImageCoordinates(new OpenSeadragon.Point(0, 0));
+        const br = item.viewerElementToImageCoordinates(new OpenSeadragon.Point(canvas.width, canvas.height));
+        const c = layers.cells, r = Math.max(3, (4.5 / layers.mpp) * zoom);         // a ring of 4.5 um
+        ctx.lineWidth = 2;
+        for (let i = 0; i < c.x.length; i++) {
+          if (c.x[i] < tl.x || c.x[i] > br.x || c.y[i] < tl.y || c.y[i] > br.y) continue;
+          const p = toScreen(c.x[i], c.y[i]);
+          ctx.strokeStyle = colour[c.cls[i]];
+          ctx.beginPath(); ctx.arc(p.x, p.y, r, 0, 2 * Math.PI); ctx.stroke();
+        }
+      }
+    }
+    api(`/api/cases/${encodeURIComponent(id)}/overlay`).then((o) => {
+      layers = o; o.tiles.forEach((t) => (tiles[t.index] = t)); draw();
+    });
+    ["animation", "open", "resize", "update-viewport"].forEach((ev) => osd.addHandler(ev, draw));
+    ["layer-cells", "layer-heat"].forEach((k) => document.getElementById(k).addEventListener("change", draw));
+    return {
+      osd,
+      flyTo(x, y, w, h) { osd.viewport.fitBounds(box(x, y, w, h)); },
+      flyToTile(index) { const t = tiles[index]; if (t) osd.viewport.fitBounds(box(t.x, t.y, t.w, t.h)); },
+    };
+  }
+
   const start = {cases: caseList, case: caseView}[document.body.dataset.page];
   if (start) start();
   return {caseList, caseView};
