@@ -122,13 +122,17 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> tuple[Til
 
 
 @torch.no_grad()
+def probabilities(model: TileNet, features: np.ndarray) -> np.ndarray:
+    """(n, 4) class probabilities from pooled features (``embeddings``): the model's head alone."""
+    if len(features) == 0:
+        return np.zeros((0, model.head.out_features), np.float32)
+    w = next(model.head.parameters())
+    return torch.softmax(model.head(torch.from_numpy(features).to(w.device, w.dtype)), 1).float().cpu().numpy()
+
+
 def predict(model: TileNet, tiles: np.ndarray, device: str = "cpu", batch: int = 64) -> np.ndarray:
     """(n, 4) class probabilities for uint8 RGB tiles (n, TILE_PX, TILE_PX, 3)."""
-    out = []
-    for i in range(0, len(tiles), batch):
-        x = rgb_to_od(torch.from_numpy(np.ascontiguousarray(tiles[i:i + batch])).to(device))
-        out.append(torch.softmax(model(x), 1).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 4), np.float32)
+    return probabilities(model, embeddings(model, tiles, device, batch))
 
 
 def tile_probabilities(model: TileNet, rgb: np.ndarray, mpp: float, min_tissue_fraction: float = 0.1,
@@ -158,9 +162,9 @@ def tile_probabilities(model: TileNet, rgb: np.ndarray, mpp: float, min_tissue_f
                 patches.append(p)
     if not patches:
         return None, False
-    patches = np.stack(patches)
-    probs = predict(model, patches).mean(0)
+    features = embeddings(model, np.stack(patches))          # once: for the vote and for the novelty test
+    probs = probabilities(model, features).mean(0)
     novelty = getattr(model, "novelty", None)
     if novelty is None:
         return probs, False
-    return probs, bool(np.mean(distances(embeddings(model, patches), novelty)) > novelty["threshold"])
+    return probs, bool(np.mean(distances(features, novelty)) > novelty["threshold"])
