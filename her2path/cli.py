@@ -144,10 +144,17 @@ def cmd_classify(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from .pipeline.layout import BatchLayout
     from .pipeline.report import write_pdf
+    from .review.store import latest_signoff
 
-    path = write_pdf(args.case, args.pdf)
-    print(f"wrote {path} (the report of {args.case}, printed by Chromium)")
+    case = Path(args.case).resolve()
+    # The review database of a single case folder is in it; a batch's is two levels up (out/cases/ID).
+    sign = next((d for d in (latest_signoff(BatchLayout(root).review_db, case.name)
+                             for root in (case, case.parent.parent)) if d), None)
+    path = write_pdf(case, args.pdf, sign.__dict__ if sign else None)
+    print(f"wrote {path} (the report of {args.case}, printed by Chromium"
+          + (f", signed off by {sign.reviewer})" if sign else ")"))
     return 0
 
 

@@ -278,6 +278,14 @@ def test_the_report_prints_to_pdf_and_its_first_page_renders(out, tmp_path, chro
     badge = (pixels.max(axis=2).astype(int) - pixels.min(axis=2)) > 120                   # the coloured status badge
     assert pixels.shape[0] > 1000 and badge.sum() > 500 and (pixels < 100).all(axis=2).sum() > 2000  # text printed
     assert main(["report", str(tmp_path), "--pdf", str(tmp_path / "x.pdf")]) == 2           # not a case folder
+    text = pdf[0].get_textpage().get_text_range()
+    assert "Signed off" not in text and "needs-ish" in text
+    work = tmp_path / "out"                                  # after a sign-off that overrides IHC 2+ to 3+
+    shutil.copytree(out, work, ignore=shutil.ignore_patterns("review.sqlite*"))
+    ReviewStore(work / "review.sqlite").add("case0", None, "signoff", "3+", "Dr B", "complete intense rings")
+    assert main(["report", str(work / "cases" / "case0"), "--pdf", str(tmp_path / "signed.pdf")]) == 0
+    signed = " ".join(pypdfium2.PdfDocument(str(tmp_path / "signed.pdf"))[0].get_textpage().get_text_range().split())
+    assert "Signed off by Dr B" in signed and "overridden to 3+" in signed and "HER2 positive" in signed
 
 
 def test_the_slide_is_served_as_deep_zoom_only_when_it_is_the_one_scored(client, out, tmp_path):

@@ -56,3 +56,21 @@ def run_case(ihc=None, ish=None, out: str | Path | None = None, guideline: str =
     finally:
         if own:
             progress.close()
+
+
+def signed_off_status(case_dir: str | Path, ihc_score: str, case_id: str | None = None) -> CaseResult:
+    """The case's status recomputed by the guideline engine with a reviewer's overriding IHC score
+    and the case's own ISH result (when it has one and it can be read)."""
+    from pydantic import ValidationError
+
+    from ..schema import IshResult
+
+    lay = CaseLayout(case_dir)
+    case = CaseResult.from_json(lay.result.read_text())
+    ish = None
+    if lay.ish.result.is_file():
+        try:
+            ish = IshResult.from_json(lay.ish.result.read_text())
+        except (OSError, ValueError, ValidationError):
+            ish = None
+    return classify(ihc_score, ish, case.guideline, case_id=case_id or case.case_id)

@@ -124,15 +124,20 @@ def _env():
     return _ENV
 
 
-def render_report(case_dir: Path) -> str:
-    """The report of a case folder as one self-contained HTML page."""
+def render_report(case_dir: Path, signoff: dict | None = None) -> str:
+    """The report of a case folder as one self-contained HTML page; ``signoff`` (reviewer, at,
+    value, comment) adds the reviewer's sign-off and, for an override, the recomputed status."""
     lay = CaseLayout(case_dir)
     r = CaseResult.from_json(lay.result.read_text())
+    if signoff and signoff["value"] != "accept":
+        from .case import signed_off_status
+
+        signoff = {**signoff, "status": signed_off_status(case_dir, signoff["value"], r.case_id)}
     heat = _read_rgb(lay.ihc.heatmap) if r.ihc else None
     overlays = sorted(lay.ihc.overlays.glob("*.png")) if r.ihc else []
     montage = nuclei_montage(lay.ish.root) if r.ish else None
     return _env().get_template("report.html.j2").render(
-        r=r, case_name=r.case_id or Path(case_dir).name,
+        r=r, case_name=r.case_id or Path(case_dir).name, signoff=signoff,
         status_hex=STATUS_HEX.get(r.status, "#555"), class_hex=CLASS_HEX,
         bars=_bars(r.ihc.percent_cells) if r.ihc else [],
         h_score=h_score(r.ihc.percent_cells) if r.ihc else None,
@@ -153,11 +158,11 @@ def write_report(case_dir: str | Path) -> Path:
     return lay.report_html
 
 
-def write_pdf(case_dir: str | Path, pdf: str | Path) -> Path:
+def write_pdf(case_dir: str | Path, pdf: str | Path, signoff: dict | None = None) -> Path:
     """The case's report printed to ``pdf`` (A4, backgrounds kept) by headless Chromium.
 
     The case folder is not touched (its checksums stay valid): the PDF goes
-    where the lab files it. Chromium is driven through Playwright (the ``dev``
+    where the lab files it, with the reviewer's ``signoff`` when there is one. Chromium is driven through Playwright (the ``dev``
     extra) and found on the PATH (``chromium``, ``chromium-browser``,
     ``google-chrome``) or in Playwright's own install.
 
@@ -179,7 +184,7 @@ def write_pdf(case_dir: str | Path, pdf: str | Path) -> Path:
     except ImportError:
         raise InputError("printing a PDF needs Playwright and Chromium", case_dir, fix) from None
     exe = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
-    html = render_report(lay.root)
+    html = render_report(lay.root, signoff)
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=exe, args=["--headless=new", "--disable-gpu", "--no-sandbox"])

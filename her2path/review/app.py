@@ -43,8 +43,8 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..pipeline.layout import BatchLayout, CaseLayout, find_case_dirs
 from ..pipeline.outputs import review_tiles
-from ..rules.status import classify
-from ..schema import CaseResult, IhcResult, IshResult
+from ..pipeline.case import signed_off_status
+from ..schema import CaseResult, IhcResult
 from .slides import deep_zoom, tile_jpeg
 from .store import ReviewStore, latest
 
@@ -161,14 +161,7 @@ class Review:
         guideline engine from that score and the case's own ISH result (None: no override)."""
         if sign is None or sign.value == "accept":
             return None
-        ish_path = CaseLayout(e.folder).ish.result
-        ish = None
-        if ish_path.exists() and self.inside(ish_path):
-            try:
-                ish = _load(IshResult, ish_path)
-            except (OSError, ValueError, ValidationError):
-                ish = None
-        r = classify(sign.value, ish, e.result.guideline, case_id=e.case_id)
+        r = signed_off_status(e.folder, sign.value, e.case_id)
         return {"status": r.status, "sub_label": r.sub_label, "ihc_score": r.ihc_score, "reasons": r.reasons,
                 "next_step": r.next_step, "measured_status": e.result.status,
                 "measured_ihc": e.result.ihc_score, "by": sign.reviewer, "at": sign.at}

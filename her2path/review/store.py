@@ -95,3 +95,17 @@ class ReviewStore:
 def latest(decisions: list[Decision]) -> dict[tuple[str, str, int | None], Decision]:
     """The last of each (case, kind, tile) in a history (ordered by id)."""
     return {(d.case_id, d.kind, d.tile): d for d in decisions}
+
+
+def latest_signoff(db: str | Path, case_key: str) -> Decision | None:
+    """A case's latest sign-off in a review database, read without writing anything (None: none)."""
+    db = Path(db)
+    if not db.is_file():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
+            row = con.execute("SELECT * FROM decisions WHERE case_id=? AND kind='signoff' ORDER BY id DESC LIMIT 1",
+                              (case_key,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return Decision(*row) if row else None
