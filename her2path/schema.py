@@ -68,6 +68,14 @@ class StainInfo(Model):
     source: str                    # "default", "config", "estimated", "fallback: <why>" or "no DAB: <why>"
 
 
+class ScanInfo(Model):
+    """What the slide file says of its scan (for the report; nothing is decided from it)."""
+
+    format: str                        # "aperio", "hamamatsu", "png", "jpeg", "tiff", ...
+    objective_power: float | None      # the scanner's objective, when the file records it
+    mpp_source: str                    # where the pixel size came from ("metadata", "user", ...)
+
+
 class CellTable(Model):
     """Tumour cells, one entry per cell in every list (columnar to keep files small).
 
@@ -146,6 +154,7 @@ class IhcSummary(Model):
     height: int
     provenance: Provenance
     region: RegionInfo | None = None   # None: the whole slide was scored
+    scan: ScanInfo | None = None       # the scan as its file describes it
 
 
 class IhcResult(IhcSummary):

@@ -19,7 +19,7 @@ from ..provenance import array_sha256, digest_files, digest_model, file_sha256
 from ..rules.flags import ihc_warnings, near_cutoff_reason
 from ..rules.ihc import cell_classes, ihc_decision, stain_pattern, tile_score
 from ..rules.tables import Guideline, load_guideline
-from ..schema import CLASSES, CellTable, IhcResult, Provenance, RegionInfo, StainInfo, TileResult
+from ..schema import CLASSES, CellTable, IhcResult, Provenance, RegionInfo, ScanInfo, StainInfo, TileResult
 from .workers import limit_threads, single_threaded_children
 
 
@@ -272,6 +272,8 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, re
         provenance=Provenance(
             software=SOFTWARE, config_sha256=settings.digest("ihc"), guideline_sha256=digest_model(table),
             input_path=str(slide.path), input_sha256=digest, mpp_used=grid.mpp, model_sha256=model_sha),
+        scan=ScanInfo(format=str(getattr(slide, "format", "array")), objective_power=slide.objective_power,
+                      mpp_source=slide.mpp_source),
         region=None if region is None else RegionInfo(
             source=region.source, sha256=region.sha256, area_mm2=round(region.area_um2(scan_mpp) / 1e6, 4),
             excluded_annotations=region.excluded_annotations, tiles_outside=grid.outside_region),

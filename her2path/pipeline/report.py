@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import time
 from pathlib import Path
 
 import cv2
@@ -138,6 +139,7 @@ def render_report(case_dir: Path, signoff: dict | None = None) -> str:
     montage = nuclei_montage(lay.ish.root) if r.ish else None
     return _env().get_template("report.html.j2").render(
         r=r, case_name=r.case_id or Path(case_dir).name, signoff=signoff,
+        written=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         status_hex=STATUS_HEX.get(r.status, "#555"), class_hex=CLASS_HEX,
         bars=_bars(r.ihc.percent_cells) if r.ihc else [],
         h_score=h_score(r.ihc.percent_cells) if r.ihc else None,
