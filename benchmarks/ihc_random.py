@@ -42,21 +42,20 @@ def score_field(spec, folder: Path, workers: int) -> dict:
     else:
         write_image(path, f.rgb, spec.mpp)
     t = f.truth
+    row = {"seed": spec.seed, "axes": f.axes, "guideline": spec.guideline, "negative": spec.negative,
+           "truth_score": f.decision.score, "truth_percent": f.decision.percent, "truth_cells": len(t.cls),
+           "spec": spec_dict(spec)}
     try:
         r = score_ihc(path, guideline=spec.guideline, workers=workers)
     except Her2PathError as exc:             # refused as a user would see it: counted as a no-call
-        return {"seed": spec.seed, "axes": f.axes, "guideline": spec.guideline, "negative": spec.negative,
-                "truth_score": f.decision.score, "score": None, "truth_percent": f.decision.percent,
-                "percent": {c: 0.0 for c in CLASSES}, "truth_cells": len(t.cls), "pred_cells": 0, "matched": 0,
-                "tc": [], "pc": [], "reasons": [exc.one_line()], "warnings": [], "spec": spec_dict(spec)}
+        return {**row, "score": None, "percent": {c: 0.0 for c in CLASSES}, "pred_cells": 0, "matched": 0,
+                "tc": [], "pc": [], "reasons": [exc.one_line()], "warnings": []}
     pred = np.c_[r.cells.x, r.cells.y]
     ti, pi = match(t.xy_px, pred, 0.6 * spec.cell_um / spec.mpp)
     idx = {c: i for i, c in enumerate(CLASSES)}
-    return {"seed": spec.seed, "axes": f.axes, "guideline": spec.guideline, "negative": spec.negative,
-            "truth_score": f.decision.score, "score": r.score, "truth_percent": f.decision.percent,
-            "percent": r.percent_cells, "truth_cells": len(t.cls), "pred_cells": r.tumour_cells, "matched": len(ti),
+    return {**row, "score": r.score, "percent": r.percent_cells, "pred_cells": r.tumour_cells, "matched": len(ti),
             "tc": [idx[c] for c in t.cls[ti]], "pc": [idx[c] for c in np.asarray(r.cells.cls, object)[pi]],
-            "reasons": r.reasons, "warnings": r.warnings, "spec": spec_dict(spec)}
+            "reasons": r.reasons, "warnings": r.warnings}
 
 
 def summarise(rows: list[dict]) -> dict:

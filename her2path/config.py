@@ -55,7 +55,7 @@ class NucleiConfig(_Section):
 
 
 class CellsConfig(_Section):
-    """How cells are bounded (``ihc.cells``; ``ihc.cells``)."""
+    """How cells are bounded (``ihc.cells``)."""
 
     radius_um: float = Field(15.0, gt=0, description="no cell reaches further than this from its seed")
     margin_um: float = Field(16.0, ge=0, description="context read around every tile")

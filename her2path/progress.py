@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 
@@ -138,3 +139,15 @@ def for_command(command: str, quiet: bool = False, json_out: bool = False, bar: 
     if sys.stderr.isatty():
         return TerminalBar(command) if bar else None
     return LogLines(sys.stderr, command)
+
+
+@contextmanager
+def reporting(progress) -> Iterator[Progress]:
+    """``reporter(progress)`` for a block; a reporter made here (not passed in) is closed after it."""
+    own = not isinstance(progress, Progress)
+    p = reporter(progress)
+    try:
+        yield p
+    finally:
+        if own:
+            p.close()

@@ -29,3 +29,15 @@ def fine_slide(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("slides") / "fine.svs"
     return make_sample_slide(path, mpp=0.25, width_um=1536, height_um=1024, n_islands=2, seed=3)
+
+
+def review_client(out):
+    """A test client of the review app over ``out`` on loopback, carrying the page's CSRF token."""
+    from fastapi.testclient import TestClient
+
+    from her2path.review.app import create_app
+
+    app = create_app(out)
+    c = TestClient(app, base_url="http://127.0.0.1")
+    c.csrf = app.state.review.csrf
+    return c

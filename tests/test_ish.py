@@ -133,3 +133,20 @@ def test_saturated_clusters_and_excluded_nuclei_are_reported(tmp_path):
     assert any("lower bounds" in w for w in saturated.warnings)
     assert linear.found == linear.nuclei + sum(linear.excluded.values())
     assert linear.excluded["cut by the field edge"] >= 1
+
+
+def test_jpeg_colour_fringes_around_silver_dots_do_not_set_the_cep17_reference():
+    import cv2
+
+    from her2path.ish.count import brightfield_channels
+    from her2path.synthetic.ish import render_brightfield
+
+    fields = [render_brightfield(IshFieldSpec(group=2, seed=3220 + k)) for k in range(2)]
+    sig = []
+    for f in fields:                      # JPEG q90: chroma fringes around every black dot read as faint red blobs
+        rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(f.jpeg(90), np.uint8), 1), cv2.COLOR_BGR2RGB)
+        sig.append(analyse_field(brightfield_channels(rgb, mpp=f.mpp), f.mpp, brightfield=True, jpeg=True))
+    _, d = decide(sig)
+    t = [f.truth for f in fields]
+    cep = sum(int(x.cep17[x.evaluable].sum()) for x in t) / sum(int(x.evaluable.sum()) for x in t)
+    assert d.group == 2 and abs(d.cep17_per_cell - cep) / cep < 0.1     # not 10x over, as when fringes set it

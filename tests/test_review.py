@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import review_client
 from her2path.cli import main
 from her2path.pipeline.case import run_case
 from her2path.review.app import create_app
@@ -37,10 +38,7 @@ def out(tmp_path_factory):
 
 @pytest.fixture()
 def client(out):
-    app = create_app(out)
-    c = TestClient(app, base_url="http://127.0.0.1")
-    c.csrf = app.state.review.csrf
-    return c
+    return review_client(out)
 
 
 def _post(c, path, body, **headers):

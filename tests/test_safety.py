@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import review_client
 from her2path.cli import main
 from her2path.io.writers import write_image
 from her2path.pipeline import results_store
@@ -218,10 +219,7 @@ def review_out(tmp_path_factory, slides):
 
 @pytest.fixture()
 def review(review_out):
-    app = create_app(review_out)
-    c = TestClient(app, base_url="http://127.0.0.1")
-    c.csrf = app.state.review.csrf
-    return c
+    return review_client(review_out)
 
 
 def test_one_broken_case_does_not_hide_the_others(review):

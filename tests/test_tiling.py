@@ -65,3 +65,15 @@ def test_tumour_cells_lie_inside_the_tissue_mask(sample_slide):
     x, y = (sample_slide.cells.xy_px * k).astype(int).T
     inside = tm.mask[np.clip(y, 0, tm.mask.shape[0] - 1), np.clip(x, 0, tm.mask.shape[1] - 1)]
     assert inside.mean() > 0.995
+
+
+def test_a_pale_plain_field_is_tissue_not_glass(tmp_path):
+    from her2path.io.slide import open_image
+    from her2path.io.tiling import tissue_mask
+    from her2path.io.writers import write_image
+    from her2path.synthetic.tissue import random_spec, render_tissue
+
+    spec = random_spec(100021, width_um=512.0, height_um=512.0)   # pale signet-ring field: flat at 8 um/px
+    f = render_tissue(spec)
+    mask = tissue_mask(open_image(write_image(tmp_path / "pale.png", f.rgb, spec.mpp)))
+    assert not mask.blank and mask.fraction > 0.3 and mask.mask.shape[0] >= 512

@@ -8,7 +8,7 @@ from ..config import load_settings
 from ..io import open_image
 from ..io.fluorescence import DEFAULT_CHANNELS
 from ..io.writers import atomic_write_bytes
-from ..progress import Progress, reporter
+from ..progress import reporting
 from ..schema import CaseResult
 from .ihc_slide import score_ihc
 from .ish_case import count_ish
@@ -31,9 +31,7 @@ def run_case(ihc=None, ish=None, out: str | Path | None = None, guideline: str =
     """
     lay = CaseLayout(out) if out else None
     settings = load_settings(config)
-    own = not isinstance(progress, Progress)      # a bar made here is closed here
-    progress = reporter(progress)
-    try:
+    with reporting(progress) as progress:
         ihc_result = ish_result = None
         if ihc:
             progress.stage("open")
@@ -53,24 +51,21 @@ def run_case(ihc=None, ish=None, out: str | Path | None = None, guideline: str =
             write_report(lay.root)
             write_checksums(lay.root)
         return result
-    finally:
-        if own:
-            progress.close()
 
 
-def signed_off_status(case_dir: str | Path, ihc_score: str, case_id: str | None = None) -> CaseResult:
+def signed_off_status(case_dir: str | Path, ihc_score: str, guideline: str, case_id: str | None = None
+                      ) -> CaseResult:
     """The case's status recomputed by the guideline engine with a reviewer's overriding IHC score
     and the case's own ISH result (when it has one and it can be read)."""
     from pydantic import ValidationError
 
     from ..schema import IshResult
 
-    lay = CaseLayout(case_dir)
-    case = CaseResult.from_json(lay.result.read_text())
+    path = CaseLayout(case_dir).ish.result
     ish = None
-    if lay.ish.result.is_file():
+    if path.is_file():
         try:
-            ish = IshResult.from_json(lay.ish.result.read_text())
+            ish = IshResult.from_json(path.read_text())
         except (OSError, ValueError, ValidationError):
             ish = None
-    return classify(ihc_score, ish, case.guideline, case_id=case_id or case.case_id)
+    return classify(ihc_score, ish, guideline, case_id=case_id)

@@ -14,7 +14,7 @@ from ..ihc.tile import TileCells, analyze_tile, core_cells
 from ..io.region import Region, load_region
 from ..io.slide import ArrayImage, SlideImage, open_image
 from ..io.tiling import Tile, TileGrid, tile_grid
-from ..progress import Progress, reporter
+from ..progress import Progress, reporting
 from ..provenance import array_sha256, digest_files, digest_model, file_sha256
 from ..rules.flags import ihc_warnings, near_cutoff_reason
 from ..rules.ihc import cell_classes, ihc_decision, stain_pattern, tile_score
@@ -173,9 +173,7 @@ def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "bre
         digest = digest_files([image])
     scan_mpp = slide.mpp                               # raises MppError when unknown
     check_resolution(slide, settings)
-    own = not isinstance(progress, Progress)     # a bar made here is closed here
-    progress = reporter(progress)
-    try:
+    with reporting(progress) as progress:
         progress.stage("tissue")
         region = roi if isinstance(roi, Region) or roi is None else \
             load_region(roi, slide.dimensions, settings.tiling.exclude_classes)
@@ -187,9 +185,6 @@ def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "bre
         workers = workers if workers is not None else min(4, os.cpu_count() or 1)
         results = _run_tiles(source, slide, grid, stains, settings, white, workers, progress)
         return assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, region)
-    finally:
-        if own:
-            progress.close()
 
 
 def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, region=None) -> IhcResult:

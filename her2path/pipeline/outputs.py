@@ -66,12 +66,6 @@ def cells_csv(result: IhcResult, path: str | Path) -> Path:
     return Path(path)
 
 
-def _ring(cx, cy, vertices) -> list[list[float]]:
-    """Closed ring from vertices (dx, dy) around (cx, cy)."""
-    pts = [[round(cx + dx, 1), round(cy + dy, 1)] for dx, dy in vertices]
-    return pts + [pts[0]]
-
-
 def with_legend(img: np.ndarray, lines: list[tuple[str, tuple | None]], scale_bar: tuple[int, str] | None = None
                 ) -> np.ndarray:
     """``img`` with a legend panel below it (never over the tissue): one line per (text, colour
@@ -145,7 +139,7 @@ def tile_views(result: IhcResult, slide: SlideImage, tile_index: int, cells: lis
     k = result.scan_mpp / result.mpp                     # analysis px per level-0 px
     c = result.cells
     for i in cells:
-        poly = np.array(_ring((c.x[i] - t.x) * k, (c.y[i] - t.y) * k, np.array(c.outline[i]) * k))
+        poly = (np.asarray(c.outline[i]) + (c.x[i] - t.x, c.y[i] - t.y)) * k      # outline vertices, tile px
         cv2.polylines(rgb, [np.round(poly * 4).astype(np.int32)], True, CLASS_RGB[c.cls[i]], 2, cv2.LINE_AA, 2)
     xy = (non_tumour - (t.x, t.y)) * k
     for xx, yy in xy[np.all((xy >= 0) & (xy < size), axis=1)]:

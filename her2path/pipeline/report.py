@@ -133,7 +133,7 @@ def render_report(case_dir: Path, signoff: dict | None = None) -> str:
     if signoff and signoff["value"] != "accept":
         from .case import signed_off_status
 
-        signoff = {**signoff, "status": signed_off_status(case_dir, signoff["value"], r.case_id)}
+        signoff = {**signoff, "status": signed_off_status(case_dir, signoff["value"], r.guideline, r.case_id)}
     heat = _read_rgb(lay.ihc.heatmap) if r.ihc else None
     overlays = sorted(lay.ihc.overlays.glob("*.png")) if r.ihc else []
     montage = nuclei_montage(lay.ish.root) if r.ish else None

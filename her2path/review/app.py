@@ -161,7 +161,7 @@ class Review:
         guideline engine from that score and the case's own ISH result (None: no override)."""
         if sign is None or sign.value == "accept":
             return None
-        r = signed_off_status(e.folder, sign.value, e.case_id)
+        r = signed_off_status(e.folder, sign.value, e.result.guideline, e.case_id)
         return {"status": r.status, "sub_label": r.sub_label, "ihc_score": r.ihc_score, "reasons": r.reasons,
                 "next_step": r.next_step, "measured_status": e.result.status,
                 "measured_ihc": e.result.ihc_score, "by": sign.reviewer, "at": sign.at}
