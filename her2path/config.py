@@ -190,7 +190,7 @@ class IshConfig(_Section):
 class TileModelConfig(_Section):
     enabled: bool = Field(True, description="run the learned tile model as a second opinion")
     path: str | None = Field(None, description="weights file (None: models/tile_model.pt)")
-    min_tumour_cells: int = Field(20, ge=1, description="tiles with fewer tumour cells are not compared")
+    min_tumour_cells: int = Field(20, ge=1, description="tiles with fewer tumour cells are not compared (the model is not run there)")
     min_tissue_fraction: float = Field(0.1, ge=0, le=1, description="model patches with less tissue are skipped")
 
 

@@ -11,8 +11,16 @@ def optical_density(rgb: np.ndarray, white=255.0) -> np.ndarray:
     pale cytoplasm) get a small negative OD rather than being truncated, which
     would bias local medians.
     """
+    white = np.asarray(white, np.float32)
+    if rgb.dtype == np.uint8 and white.size in (1, 3):
+        # By lookup: 256 values per channel, computed once instead of a logarithm per pixel.
+        levels = np.maximum(np.arange(256, dtype=np.float32), 1.0)[:, None]
+        table = -np.log10(levels / np.broadcast_to(white.reshape(-1), (3,)))      # (256, 3)
+        if white.size == 1 or rgb.shape[-1] != 3:
+            return table[:, 0][rgb]
+        return np.stack([table[:, c][rgb[..., c]] for c in range(3)], axis=-1)
     i = np.maximum(rgb.astype(np.float32), 1.0)
-    return -np.log10(i / np.asarray(white, np.float32))
+    return -np.log10(i / white)
 
 
 def illumination(rgb: np.ndarray, block_px: int = 64, percentile: float = 97.0) -> np.ndarray:

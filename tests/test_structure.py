@@ -22,7 +22,7 @@ FORBIDDEN = {
     "pipeline": {"cli", "review"},
     "core": {"ihc", "ish", "io", "rules", "classify", "pipeline", "cli", "review", "synthetic"},
 }
-CORE = {"errors", "config", "schema", "provenance", "optics", "segmentation", "_version", "progress"}
+CORE = {"errors", "config", "schema", "provenance", "optics", "segmentation", "filters", "_version", "progress"}
 
 
 def layer(module: str) -> str:

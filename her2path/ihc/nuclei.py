@@ -28,10 +28,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage as ndi
 
 from ..config import NucleiConfig
-from ..segmentation import label_moments, relabel, split_touching
+from ..segmentation import fill_holes, label_moments, relabel, split_touching
 
 
 @dataclass
@@ -102,7 +101,7 @@ def detect_nuclei(h: np.ndarray, dab: np.ndarray, mpp: float, cfg: NucleiConfig 
     w = max(3, 2 * int(round(cfg.min_width_um / 2 / mpp)) + 1)
     mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN,
                             cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (w, w)))
-    mask = ndi.binary_fill_holes(mask).astype(np.uint8)     # vesicular nuclei: a dark rim around a paler inside
+    mask = fill_holes(mask)     # vesicular nuclei: a dark rim around a paler inside
     labels = split_touching(mask, mpp, cfg.split_distance_um)
     n = int(labels.max())
     # Each nucleus cut at a share of its peak: a dark nucleus's blurred halo stays above the detection
@@ -111,9 +110,7 @@ def detect_nuclei(h: np.ndarray, dab: np.ndarray, mpp: float, cfg: NucleiConfig 
     peak = np.zeros(n + 1, np.float32)
     np.maximum.at(peak, labels.ravel(), contrast.ravel())
     labels = np.where(contrast >= cfg.peak_share * peak[labels], labels, 0).astype(np.int32)
-    area, xy, ratio, mean_h = label_moments(labels, n, h)
-    mean_c = label_moments(labels, n, contrast)[3]
-    mean_d = label_moments(labels, n, dab)[3]
+    area, xy, ratio, mean_h, mean_c, mean_d = label_moments(labels, n, h, contrast, dab)
     area_um2 = area * mpp * mpp
     nu = Nuclei(labels, xy, area_um2, ratio, mean_c, mean_h, mean_d)
     return nu.subset((area_um2 >= cfg.min_area_um2) & (area_um2 <= cfg.max_area_um2))

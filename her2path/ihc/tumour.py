@@ -33,6 +33,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..config import TumourConfig
+from ..filters import gaussian
 from .cells import Cells, MembraneMap
 
 
@@ -84,7 +85,7 @@ def coherence(h: np.ndarray, mpp: float, window_um: float, gradient_um: float = 
     gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
     s = window_um / mpp
-    jxx, jyy, jxy = (cv2.GaussianBlur(a, (0, 0), s) for a in (gx * gx, gy * gy, gx * gy))
+    jxx, jyy, jxy = (gaussian(a, s) for a in (gx * gx, gy * gy, gx * gy))
     return np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / np.maximum(jxx + jyy, 1e-12)
 
 
@@ -96,7 +97,7 @@ def classify_tumour(cells: Cells, mem: MembraneMap, mpp: float, cfg: TumourConfi
         return np.zeros(0, bool)
     cand = candidate_nuclei(cells, mpp, cfg)
     shape = cells.territory.shape
-    membrane = cv2.GaussianBlur(mem.mask.astype(np.float32), (0, 0), cfg.region_um / mpp)
+    membrane = gaussian(mem.mask.astype(np.float32), cfg.region_um / mpp)
     xi = np.clip(np.round(cells.xy[:, 0]).astype(int), 0, shape[1] - 1)
     yi = np.clip(np.round(cells.xy[:, 1]).astype(int), 0, shape[0] - 1)
     stained_region = membrane[yi, xi] >= cfg.min_membrane_fraction

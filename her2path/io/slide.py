@@ -141,6 +141,7 @@ class SlideImage:
         self.path = path
         self._mpp = mpp
         self.mpp_source = mpp_source
+        self._thumbnails: dict[float, np.ndarray] = {}
 
     # -- metadata -----------------------------------------------------------
     levels: list[Level]
@@ -240,12 +241,20 @@ class SlideImage:
                              "the pixel size is probably wrong: check --mpp (or the file's metadata)")
 
     def thumbnail(self, mpp: float) -> np.ndarray:
-        """The whole image at ``mpp`` um/px (at least 1 px each side).
+        """The whole image at ``mpp`` um/px (at least 1 px each side), read-only.
 
         Read from the best pyramid level; where that level is too large to read
         in one piece (a plain image without a pyramid), it is read in bands of
-        rows, each shrunk on its own, so memory stays bounded.
+        rows, each shrunk on its own, so memory stays bounded. Read once per
+        resolution (tissue detection, glass level and the overlays share it).
         """
+        if mpp not in self._thumbnails:
+            thumb = self._read_thumbnail(mpp)
+            thumb.flags.writeable = False
+            self._thumbnails[mpp] = thumb
+        return self._thumbnails[mpp]
+
+    def _read_thumbnail(self, mpp: float) -> np.ndarray:
         w, h = self.dimensions
         ds = mpp / self.mpp
         tw, th = max(1, round(w / ds)), max(1, round(h / ds))

@@ -55,7 +55,7 @@ def segment_nuclei(img: np.ndarray, mpp: float, min_area_um2: float = 12.0, max_
     mask = (smooth > thr).astype(np.uint8)
     labels = split_touching(mask, mpp, split_distance_um)
     n = int(labels.max())
-    area, xy, _, _ = label_moments(labels, n, smooth)
+    area, xy, _ = label_moments(labels, n)
     area_um2 = area * mpp * mpp
     keep = area_um2 >= min_area_um2
     labels = relabel(labels, keep)

@@ -77,14 +77,15 @@ def _tile_job(index: int) -> tuple[int, TileCells, tuple[np.ndarray | None, bool
     margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
     rgb = _read_with_margin(slide, tile, grid.mpp, margin)
     white = float(np.mean(_W["white"]))
-    tc = analyze_tile(rgb, grid.mpp, _W["stains"], settings.ihc, white)
+    tc = core_cells(analyze_tile(rgb, grid.mpp, _W["stains"], settings.ihc, white), margin, tile.size)
     probs = (None, False)
-    if _W["model"] is not None:
+    # The model's vote is compared only on tiles with enough tumour cells (``assemble``): it runs there only.
+    if _W["model"] is not None and (tc.tumour & ~tc.excluded).sum() >= settings.tile_model.min_tumour_cells:
         from ..classify.model import tile_probabilities
 
         core = rgb[margin:margin + tile.size, margin:margin + tile.size]
         probs = tile_probabilities(_W["model"], core, grid.mpp, settings.tile_model.min_tissue_fraction, white)
-    return index, core_cells(tc, margin, tile.size), probs
+    return index, tc, probs
 
 
 def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, white, workers: int,
