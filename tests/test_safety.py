@@ -362,3 +362,23 @@ def test_a_region_too_large_for_memory_is_refused_before_reading():
     img = ArrayImage(np.zeros((400, 400, 3), np.uint8), mpp=0.001)
     with pytest.raises(InputError, match="would need .* GiB"):
         img.read_at_mpp(0, 0, 512, 512, 0.5)          # 512 px at 0.5 um/px = 256,000 px at 0.001 um/px
+
+
+def test_a_worker_that_cannot_start_ends_as_the_one_line_error(tmp_path):
+    """The tile workers load the model while the main process finds the tissue: a broken model file
+    reaches the caller as its InputError (and the run ends), not as workers restarted forever."""
+    from her2path.config import load_settings
+    from her2path.errors import InputError
+    from her2path.pipeline.ihc_slide import TileWorkers, score_ihc, tile_workers
+
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a model")
+    settings = load_settings()
+    settings = settings.model_copy(update={"tile_model": settings.tile_model.model_copy(update={"path": str(bad)})})
+    rgb = render_ihc_field(preset("2+", seed=3, width_um=600, height_um=300)).rgb
+    from her2path.io.slide import ArrayImage
+
+    with tile_workers(ArrayImage(rgb, mpp=0.5), settings, 2) as pool:
+        assert isinstance(pool, TileWorkers)                     # 6 tiles: a pool (terminated on exit)
+    with pytest.raises(InputError, match="not a her2path tile model"):
+        score_ihc(rgb, mpp=0.5, settings=settings, workers=2)

@@ -1,8 +1,10 @@
 """``score_ihc``: an IHC slide or image end to end, tile by tile in worker processes."""
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -58,20 +60,87 @@ def choose_stains(slide: SlideImage, grid: TileGrid, settings: Settings, white) 
 _W: dict = {}
 
 
-def _init_worker(source, mpp, grid, stains, settings, white, single_thread=False):
+def _prepare_worker(settings: Settings, single_thread: bool) -> None:
+    """What a worker needs whatever the slide: its thread limit, the analysis imported, the tile model."""
     if single_thread:   # one thread per worker process: no oversubscription of the cores
         limit_threads(torch_too=settings.tile_model.enabled)
-    slide = source if isinstance(source, SlideImage) else open_image(source, mpp=mpp, force_mpp=True)
-    _W.update(slide=slide, grid=grid, stains=stains, settings=settings, white=white, model=None)
+    _W.update(settings=settings, model=None)
     if settings.tile_model.enabled:
         from ..classify.model import load_model
 
         _W["model"] = load_model(settings.tile_model.path)[0]
 
 
+def _use_slide(source, mpp, grid, stains, white) -> None:
+    """The slide this worker analyses tiles of (a file is reopened by path; an image array comes whole)."""
+    slide = source if isinstance(source, SlideImage) else open_image(source, mpp=mpp, force_mpp=True)
+    _W.update(slide=slide, grid=grid, stains=stains, white=white)
+
+
+def _init_worker(settings, slides, single_thread):
+    """Pool initializer: prepare at once, then wait for the slide (one ``slides`` entry per worker).
+
+    A failure here (an unreadable model file, a slide that will not open) is
+    kept and raised by this worker's first tile, so that it reaches the main
+    process as that tile's error instead of a pool that restarts the worker forever.
+    """
+    try:
+        _prepare_worker(settings, single_thread)
+    except Exception as e:
+        _W["error"] = e
+    context = slides.get()
+    try:
+        _use_slide(*context)
+    except Exception as e:
+        _W.setdefault("error", e)
+
+
+class TileWorkers:
+    """Worker processes for the tiles of one slide, started before its tissue and stains are known.
+
+    Spawned (not forked): a fork after OpenCV has started its thread pool can
+    deadlock, and an OpenSlide handle must not be shared across processes.
+    They start, import the analysis and load the tile model (about 1.5 s)
+    while the main process finds the tissue and estimates the stains; then
+    ``start`` hands each of them the slide. Closed (terminated) on exit.
+    """
+
+    def __init__(self, settings: Settings, workers: int):
+        ctx = mp.get_context("spawn")
+        self.workers = workers
+        self.slides = ctx.Queue()
+        with single_threaded_children():
+            self.pool = ctx.Pool(workers, initializer=_init_worker, initargs=(settings, self.slides, True))
+
+    def start(self, source, mpp, grid, stains, white):
+        """Hand every worker the slide and return the iterator of finished tiles (in order)."""
+        for _ in range(self.workers):
+            self.slides.put((source, mpp, grid, stains, white))
+        return self.pool.imap(_tile_job, range(len(grid.tiles)), chunksize=1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.pool.terminate()
+        self.pool.join()
+        self.slides.close()
+
+
+def tile_workers(slide: SlideImage, settings: Settings, workers: int):
+    """``TileWorkers`` when the slide can hold more than two tiles and ``workers`` > 1, else a null context
+    (the tiles are analysed in this process)."""
+    w, h = slide.dimensions
+    per_tile = settings.tiling.tile_um / slide.mpp
+    at_most = math.ceil(w / per_tile) * math.ceil(h / per_tile)
+    return TileWorkers(settings, workers) if workers > 1 and at_most > 2 else nullcontext()
+
+
 def _tile_job(index: int) -> tuple[int, TileCells, tuple[np.ndarray | None, bool]]:
     """Cells of one tile and, when the tile model is on, its class probabilities for the tile core and
     whether it abstained."""
+    if "error" in _W:
+        raise _W["error"]
     slide, grid, settings = _W["slide"], _W["grid"], _W["settings"]
     tile = grid.tiles[index]
     margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
@@ -88,32 +157,22 @@ def _tile_job(index: int) -> tuple[int, TileCells, tuple[np.ndarray | None, bool
     return index, tc, probs
 
 
-def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, white, workers: int,
+def _run_tiles(source, slide: SlideImage, grid: TileGrid, stains, settings, white, pool: TileWorkers | None,
                progress: Progress):
-    args = (source, slide.mpp_or_none, grid, stains, settings, white)
     n = len(grid.tiles)
     progress.stage("tiles", n)
     results: list[tuple[TileCells, np.ndarray | None] | None] = [None] * n
     try:
-        if workers <= 1 or n <= 2:
-            _init_worker(slide, *args[1:])
+        if pool is None:
+            _prepare_worker(settings, single_thread=False)
+            _use_slide(slide, slide.mpp_or_none, grid, stains, white)
             jobs = map(_tile_job, range(n))
-            pool = None
         else:
-            # Fresh (spawned) workers: a fork after OpenCV has started its thread pool can deadlock,
-            # and an OpenSlide handle must not be shared across processes. Slides are reopened by
-            # path in each worker; in-memory images are sent to them.
-            src = source if source else slide      # files are reopened by path; a caller's array is sent
-            ctx = mp.get_context("spawn")
-            with single_threaded_children():
-                pool = ctx.Pool(workers, initializer=_init_worker, initargs=(src, *args[1:], True))
-            jobs = pool.imap(_tile_job, range(n), chunksize=1)
+            # files are reopened by path in each worker; a caller's array is sent
+            jobs = pool.start(source if source else slide, slide.mpp_or_none, grid, stains, white)
         for done, (index, tc, probs) in enumerate(jobs, 1):
             results[index] = (tc, probs)
             progress.advance(done)
-        if pool:
-            pool.close()
-            pool.join()
     finally:
         _W.clear()
     return results
@@ -174,7 +233,8 @@ def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "bre
         digest = digest_files([image])
     scan_mpp = slide.mpp                               # raises MppError when unknown
     check_resolution(slide, settings)
-    with reporting(progress) as progress:
+    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    with reporting(progress) as progress, tile_workers(slide, settings, workers) as pool:
         progress.stage("tissue")
         region = roi if isinstance(roi, Region) or roi is None else \
             load_region(roi, slide.dimensions, settings.tiling.exclude_classes)
@@ -183,8 +243,7 @@ def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "bre
         progress.stage("stains")
         white = glass_white(slide, grid)
         stains = choose_stains(slide, grid, settings, white)
-        workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-        results = _run_tiles(source, slide, grid, stains, settings, white, workers, progress)
+        results = _run_tiles(source, slide, grid, stains, settings, white, pool, progress)
         return assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, region)
 
 
