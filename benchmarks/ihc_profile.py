@@ -50,7 +50,7 @@ def stage_times(rgb, mpp, stains, settings, white, model) -> dict[str, float]:
     lap("membrane map")
     cells = segment_cells(u.h, u.dab, mpp, nuclei, mem, tissue, cfg.cells)
     lap("cells (basins + watershed)")
-    classify_tumour(cells, mem, mpp, cfg.tumour, u.h)
+    classify_tumour(cells, mem, mpp, cfg.tumour, u.h)  # (tumour flags, their features)
     lap("tumour")
     measure_membranes(u.dab, cells, mpp, cfg.membrane)
     lap("membranes")

@@ -16,7 +16,7 @@ from .focus import defocus_mask
 from .membrane import measure_membranes
 from .nuclei import detect_nuclei
 from .stain import Stains, unmix
-from .tumour import classify_tumour
+from .tumour import TumourFeatures, classify_tumour
 
 OUTLINE_RAYS = 12   # vertices of the cell outline kept for QuPath export and overlays
 TISSUE_OD = 0.02    # hematoxylin + DAB OD (smoothed over 1 um) above which a pixel is tissue
@@ -35,6 +35,7 @@ class TileCells:
     nuclear_dab: np.ndarray    # (n,) DAB OD of the nucleus above the cytoplasm (0 for hidden nuclei)
     outline: np.ndarray        # (n, OUTLINE_RAYS, 2) cell boundary vertices relative to ``xy``, px
     nucleus_radius: np.ndarray  # (n,) px (0: the nucleus is hidden, the cell was found by its membrane)
+    features: TumourFeatures   # what the tumour decision read, per cell
     defocus_fraction: float
     noise_od: float
 
@@ -42,7 +43,7 @@ class TileCells:
         """The cells where ``keep`` holds (tile-wide figures unchanged)."""
         return TileCells(self.xy[keep], self.tumour[keep], self.excluded[keep], self.completeness[keep],
                          self.intensity[keep], self.cytoplasm[keep], self.nuclear_dab[keep], self.outline[keep],
-                         self.nucleus_radius[keep], self.defocus_fraction, self.noise_od)
+                         self.nucleus_radius[keep], self.features.subset(keep), self.defocus_fraction, self.noise_od)
 
 
 def analyze_tile(rgb: np.ndarray, mpp: float, stains: Stains, cfg: IhcConfig = IhcConfig(),
@@ -71,7 +72,7 @@ def analyze_tile(rgb: np.ndarray, mpp: float, stains: Stains, cfg: IhcConfig = I
     nuclei = detect_nuclei(h, dab, mpp, cfg.nuclei, tissue, u.noise)
     mem = membrane_map(dab, mpp, cfg.cells, tissue, u.noise, h)
     cells = segment_cells(h, dab, mpp, nuclei, mem, tissue, cfg.cells)
-    tumour = classify_tumour(cells, mem, mpp, cfg.tumour, h)
+    tumour, features = classify_tumour(cells, mem, mpp, cfg.tumour, h)
     m = measure_membranes(dab, cells, mpp, cfg.membrane)
     n = len(cells)
     defocus = defocus_mask(h, mpp, cfg.focus) if cfg.focus.enabled else np.zeros(h.shape, bool)
@@ -87,7 +88,7 @@ def analyze_tile(rgb: np.ndarray, mpp: float, stains: Stains, cfg: IhcConfig = I
     nuclear = np.where(cells.nucleus >= 0, nuclei.mean_dab[np.maximum(cells.nucleus, 0)] - m.cytoplasm, 0.0) \
         if n else np.zeros(0)
     return TileCells(cells.xy, tumour, excluded, m.completeness, m.intensity, m.cytoplasm, nuclear, outline,
-                     cells.radius_px, frac, m.noise_od)
+                     cells.radius_px, features, frac, m.noise_od)
 
 
 def core_cells(tc: TileCells, margin_px: float, size_px: float) -> TileCells:

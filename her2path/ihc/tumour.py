@@ -28,6 +28,8 @@ Examples
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import cv2
 import numpy as np
 from scipy.spatial import cKDTree
@@ -37,37 +39,73 @@ from ..filters import gaussian
 from .cells import Cells, MembraneMap
 
 
-def candidate_nuclei(cells: Cells, mpp: float, cfg: TumourConfig = TumourConfig()) -> np.ndarray:
-    """(n_cells,) bool: cells whose nucleus looks epithelial (basin cells: always)."""
-    nu = cells.nuclei
-    idx = cells.nucleus
+@dataclass
+class TumourFeatures:
+    """What the tumour decision reads, per cell (cells with a hidden nucleus: NaN nucleus features)."""
+
+    xy_um: np.ndarray            # (n, 2) cell centre, um (tile coordinates)
+    has_nucleus: np.ndarray      # (n,) bool: seeded by a visible nucleus (else a membrane-walled basin)
+    area_um2: np.ndarray         # (n,) nucleus area
+    axis_ratio: np.ndarray       # (n,) nucleus major / minor axis
+    mean_h: np.ndarray           # (n,) nucleus hematoxylin OD
+    contrast: np.ndarray         # (n,) nucleus hematoxylin OD above its background
+    coherence: np.ndarray        # (n,) orientation coherence of the hematoxylin texture around the cell, 0-1
+    membrane_share: np.ndarray   # (n,) share of stained membrane in the tissue around the cell, 0-1
+
+    def __len__(self) -> int:
+        return len(self.xy_um)
+
+    def subset(self, keep: np.ndarray) -> "TumourFeatures":
+        return TumourFeatures(*(getattr(self, f.name)[keep] for f in fields(self)))
+
+
+def tumour_features(cells: Cells, mem: MembraneMap, mpp: float, cfg: TumourConfig = TumourConfig(),
+                    h: np.ndarray | None = None) -> TumourFeatures:
+    """The per-cell features of the tumour decision; ``h`` the hematoxylin image (texture; without
+    it coherence is 0)."""
+    n = len(cells)
+    nu, idx = cells.nuclei, cells.nucleus
     has = idx >= 0
-    out = np.ones(len(cells), bool)
+    j = np.maximum(idx, 0)
+
+    def of_nucleus(a):
+        return np.where(has, a[j], np.nan) if len(a) else np.full(n, np.nan)
+
+    shape = cells.territory.shape
+    xi = np.clip(np.round(cells.xy[:, 0]).astype(int), 0, shape[1] - 1)
+    yi = np.clip(np.round(cells.xy[:, 1]).astype(int), 0, shape[0] - 1)
+    share = gaussian(mem.mask.astype(np.float32), cfg.region_um / mpp)[yi, xi]
+    coh = coherence(h, mpp, cfg.region_um)[yi, xi] if h is not None and n else np.zeros(n)
+    return TumourFeatures(cells.xy * mpp, has, of_nucleus(nu.area_um2), of_nucleus(nu.axis_ratio),
+                          of_nucleus(nu.mean_h), of_nucleus(nu.contrast), coh.astype(float), share.astype(float))
+
+
+def candidate_nuclei(f: TumourFeatures, cfg: TumourConfig = TumourConfig()) -> np.ndarray:
+    """(n_cells,) bool: cells whose nucleus looks epithelial (basin cells: always)."""
+    has = f.has_nucleus
+    out = np.ones(len(f), bool)
     if not has.any():
         return out
-    j = idx[has]
-    area, ratio, mean_h, contrast = nu.area_um2[j], nu.axis_ratio[j], nu.mean_h[j], nu.contrast[j]
+    area, ratio, mean_h, contrast = f.area_um2[has], f.axis_ratio[has], f.mean_h[has], f.contrast[has]
     big = area >= cfg.min_area_um2
-    # Darkness is judged against the larger nuclei (tumour nuclei in a tumour field): where
-    # lymphocytes outnumber tumour cells they would otherwise set the reference themselves.
     large = area > cfg.lymphocyte_max_area_um2
     ref = np.median(mean_h[large if large.sum() >= 10 else big] if big.any() else mean_h)
-    xy_um = nu.xy[j] * mpp
-    packed = np.array([len(c) - 1 for c in cKDTree(xy_um).query_ball_point(xy_um, cfg.packed_um)])
+    xy = f.xy_um[has]
+    packed = np.array([len(c) - 1 for c in cKDTree(xy).query_ball_point(xy, cfg.packed_um)])
     shape_ok = (ratio <= cfg.max_axis_ratio) | ((ratio <= cfg.packed_max_axis_ratio) & (packed >= cfg.packed_neighbours))
     lymphocyte = (area <= cfg.lymphocyte_max_area_um2) & (mean_h > cfg.max_relative_h * ref)
     out[has] = big & shape_ok & ~lymphocyte & (contrast >= cfg.min_contrast_od)
     return out
 
 
-def link_distance(cells: Cells, cand: np.ndarray, mpp: float, cfg: TumourConfig) -> float:
+def link_distance(f: TumourFeatures, cand: np.ndarray, cfg: TumourConfig) -> float:
     """How close (um) two tumour cells of this tile must be to count as touching: ``link_factor``
     nuclear diameters (the tile's median candidate nucleus), within ``link_um`` limits. Cohesion
     is judged relative to the cells' own size, so small and large cells are treated alike."""
-    j = cells.nucleus[cand & (cells.nucleus >= 0)]
-    if len(j) == 0:
+    a = f.area_um2[cand & f.has_nucleus]
+    if len(a) == 0:
         return cfg.link_um[1]
-    diameter = float(np.median(2 * np.sqrt(cells.nuclei.area_um2[j] / np.pi)))
+    diameter = float(np.median(2 * np.sqrt(a / np.pi)))
     return float(np.clip(cfg.link_factor * diameter, *cfg.link_um))
 
 
@@ -89,22 +127,22 @@ def coherence(h: np.ndarray, mpp: float, window_um: float, gradient_um: float = 
     return np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / np.maximum(jxx + jyy, 1e-12)
 
 
-def classify_tumour(cells: Cells, mem: MembraneMap, mpp: float, cfg: TumourConfig = TumourConfig(),
-                    h: np.ndarray | None = None) -> np.ndarray:
-    """(n_cells,) bool tumour cells (see the module docstring); ``h`` the hematoxylin image (texture)."""
-    n = len(cells)
-    if n == 0:
+def decide_tumour(f: TumourFeatures, cfg: TumourConfig = TumourConfig()) -> np.ndarray:
+    """(n_cells,) bool tumour cells of one tile from their features (see the module docstring)."""
+    if len(f) == 0:
         return np.zeros(0, bool)
-    cand = candidate_nuclei(cells, mpp, cfg)
-    shape = cells.territory.shape
-    membrane = gaussian(mem.mask.astype(np.float32), cfg.region_um / mpp)
-    xi = np.clip(np.round(cells.xy[:, 0]).astype(int), 0, shape[1] - 1)
-    yi = np.clip(np.round(cells.xy[:, 1]).astype(int), 0, shape[0] - 1)
-    stained_region = membrane[yi, xi] >= cfg.min_membrane_fraction
-    if h is not None:
-        cand &= (coherence(h, mpp, cfg.region_um)[yi, xi] <= cfg.max_coherence) | stained_region
-    grouped = in_groups(cells.xy * mpp, cand, link_distance(cells, cand, mpp, cfg), cfg.min_group_cells)
+    cand = candidate_nuclei(f, cfg)
+    stained_region = f.membrane_share >= cfg.min_membrane_fraction
+    cand &= (f.coherence <= cfg.max_coherence) | stained_region
+    grouped = in_groups(f.xy_um, cand, link_distance(f, cand, cfg), cfg.min_group_cells)
     return cand & (grouped | stained_region)
+
+
+def classify_tumour(cells: Cells, mem: MembraneMap, mpp: float, cfg: TumourConfig = TumourConfig(),
+                    h: np.ndarray | None = None) -> tuple[np.ndarray, TumourFeatures]:
+    """(n_cells,) bool tumour cells, and the features they were decided on; ``h`` the hematoxylin image."""
+    f = tumour_features(cells, mem, mpp, cfg, h)
+    return decide_tumour(f, cfg), f
 
 
 def in_groups(xy_um: np.ndarray, member: np.ndarray, link_um: float, min_cells: int) -> np.ndarray:
