@@ -88,11 +88,15 @@ def candidate_nuclei(f: TumourFeatures, cfg: TumourConfig = TumourConfig()) -> n
         return out
     area, ratio, mean_h, contrast = f.area_um2[has], f.axis_ratio[has], f.mean_h[has], f.contrast[has]
     big = area >= cfg.min_area_um2
-    large = area > cfg.lymphocyte_max_area_um2
-    ref = np.median(mean_h[large if large.sum() >= 10 else big] if big.any() else mean_h)
+    round_ = ratio <= cfg.max_axis_ratio
+    # The typical nucleus a lymphocyte is darker than: the round nuclei of candidate size. Elongated
+    # profiles (fibroblasts, smooth muscle) are paler and would set it too low, and where tumour nuclei
+    # are small, "large" nuclei are mostly those.
+    typical = big & round_
+    ref = np.median(mean_h[typical] if typical.any() else mean_h)
     xy = f.xy_um[has]
     packed = np.array([len(c) - 1 for c in cKDTree(xy).query_ball_point(xy, cfg.packed_um)])
-    shape_ok = (ratio <= cfg.max_axis_ratio) | ((ratio <= cfg.packed_max_axis_ratio) & (packed >= cfg.packed_neighbours))
+    shape_ok = round_ | ((ratio <= cfg.packed_max_axis_ratio) & (packed >= cfg.packed_neighbours))
     lymphocyte = (area <= cfg.lymphocyte_max_area_um2) & (mean_h > cfg.max_relative_h * ref)
     out[has] = big & shape_ok & ~lymphocyte & (contrast >= cfg.min_contrast_od)
     return out

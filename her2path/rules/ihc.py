@@ -171,7 +171,8 @@ def stain_pattern(classes, nuclear_dab, cytoplasm, cfg: SpecificityConfig = Spec
 
 
 def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast",
-                 min_cells: int | None = None, refusal: str | None = None) -> IhcDecision:
+                 min_cells: int | None = None, refusal: str | None = None,
+                 doubtful_rare: str | None = None) -> IhcDecision:
     """Score tumour cells by a guideline table.
 
     Parameters
@@ -187,6 +188,12 @@ def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast",
         table's ``ihc.min_tumour_cells`` (a slide). Tiles pass 1.
     refusal : str, optional
         A reason the staining cannot be scored (``stain_pattern``): no call.
+    doubtful_rare : str, optional
+        Why a score resting on a rare population of cells cannot be trusted here
+        (``stain_pattern``'s cytoplasmic-DAB warning): a row marked
+        ``rare_population`` (breast's unusual pattern) then gives no call, with
+        the reason, instead of its score. Where brown cytoplasm is widespread, a
+        few cells read as intense complete may be cytoplasm meeting a cell border.
 
     Returns
     -------
@@ -204,6 +211,8 @@ def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast",
     '2+'
     >>> ihc_decision(["3+"] * 4).score is None
     True
+    >>> ihc_decision(["3+"] * 2 + ["0"] * 98, doubtful_rare="cytoplasmic DAB in 46%").reason[:40]
+    'IHC no call (breast): unusual pattern: i'
     """
     table = guideline if isinstance(guideline, Guideline) else load_guideline(guideline)
     classes = np.asarray(list(classes), dtype=object)
@@ -237,9 +246,15 @@ def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast",
                                f"cut-off of IHC {rule.score}: {abs(gap):.1f} points {'above' if gap >= 0 else 'below'}")
         if fired:
             break
+    figures = ", ".join(f"{c}: {percent[c]:.1f}%" for c in CLASSES)
+    if rule.rare_population and doubtful_rare:
+        return IhcDecision(score=None, sub_label=None, percent={c: round(v, 3) for c, v in percent.items()},
+                           counts=counts, near_cutoff=False,
+                           reason=f"IHC no call ({table.name}): {rule.text}, but {doubtful_rare}: so few cells "
+                                  f"read as intense and complete may be brown cytoplasm meeting a cell border; "
+                                  f"review by eye [{n} tumour cells; {figures}]")
     score = rule.score
     key = score if score != "0" else ("0-unstained" if counts["0"] == n else "0-stained")
-    figures = ", ".join(f"{c}: {percent[c]:.1f}%" for c in CLASSES)
     return IhcDecision(
         score=score,
         sub_label=table.ihc.sub_labels[key],

@@ -39,6 +39,8 @@ class IhcRule(_Strict):
     cells: int | None = Field(None, ge=1)
     text: str
     near_cutoff: bool = True      # flag slides whose figure lies near this row's cut-off
+    rare_population: bool = False  # fired by a small share of cells (an unusual pattern): not called where
+                                   # widespread cytoplasmic DAB makes such cells doubtful (``ihc_decision``)
 
     @model_validator(mode="after")
     def _complete(self) -> "IhcRule":
