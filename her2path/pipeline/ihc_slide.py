@@ -124,6 +124,9 @@ class TileWorkers:
     def __exit__(self, *exc):
         self.pool.terminate()
         self.pool.join()
+        # A worker stopped before it took its slide leaves it in the queue; the queue's feeder thread
+        # would wait at exit for a reader that is gone (an image array does not fit the pipe).
+        self.slides.cancel_join_thread()
         self.slides.close()
 
 
