@@ -38,15 +38,20 @@ GRID = {"min_stained_fraction": np.round(np.arange(0.02, 0.41, 0.03), 2),
         "basolateral_fraction": np.round(np.arange(0.1, 0.61, 0.05), 2)}
 
 
+def tuning_fields(n: int, folder: Path):
+    """The ``n`` tuning fields of the randomised generator, each written as a PNG in ``folder``:
+    yields (spec, rendered field, path). Shared by the tuning benchmarks, so they tune on the same fields."""
+    for k in range(n):
+        spec = random_spec(SEEDS["tune"] + k, guideline=("breast", "gastric")[k % 2], **SIZE)
+        f = render_tissue(spec)
+        yield spec, f, write_image(folder / f"f{k}.png", f.rgb, spec.mpp)
+
+
 def measure(n: int, workers: int) -> list[dict]:
     """Per field: every tumour cell's measurements and, where matched, its true class."""
     out = []
     with tempfile.TemporaryDirectory() as tmp:
-        for k in range(n):
-            spec = random_spec(SEEDS["tune"] + k, guideline=("breast", "gastric")[k % 2], **SIZE)
-            f = render_tissue(spec)
-            path = Path(tmp) / f"f{k}.png"
-            write_image(path, f.rgb, spec.mpp)
+        for spec, f, path in tuning_fields(n, Path(tmp)):
             r = score_ihc(path, guideline=spec.guideline, workers=workers)
             pred = np.c_[r.cells.x, r.cells.y]
             ti, pi = match(f.truth.xy_px, pred, 0.6 * spec.cell_um / spec.mpp)

@@ -27,14 +27,12 @@ import numpy as np
 
 from her2path.config import TumourConfig, load_settings
 from her2path.ihc.tumour import decide_tumour
-from her2path.io.writers import write_image
 from her2path.pipeline import ihc_slide
 from her2path.rules.ihc import cell_classes, ihc_decision
 from her2path.rules.tables import load_guideline
-from her2path.synthetic.tissue import random_spec, render_tissue
 
 from .common import CACHE, match, print_table, write_results
-from .ihc_random import SEEDS, SIZE
+from .tune_cell_class import tuning_fields
 
 GRID = {"min_area_um2": [10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 24.0],
         "max_relative_h": [1.2, 1.28, 1.4, 1.6, 2.0, 100.0],
@@ -60,11 +58,7 @@ def measure(n: int) -> list[dict]:
     ihc_slide.assemble = keep
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for k in range(n):
-                spec = random_spec(SEEDS["tune"] + k, guideline=("breast", "gastric")[k % 2], **SIZE)
-                f = render_tissue(spec)
-                path = Path(tmp) / f"f{k}.png"
-                write_image(path, f.rgb, spec.mpp)
+            for k, (spec, f, path) in enumerate(tuning_fields(n, Path(tmp))):
                 ihc_slide.score_ihc(path, guideline=spec.guideline, workers=1)
                 grid, settings = captured["grid"], captured["settings"]
                 margin = int(round(settings.ihc.cells.margin_um / grid.mpp))

@@ -36,8 +36,5 @@ def gaussian(img: np.ndarray, sigma_px: float) -> np.ndarray:
     # A box average of ``step`` already blurred by step^2/12 (variance): only the rest is added.
     rest = np.sqrt(max(sigma_px ** 2 - (step ** 2 - 1) / 12.0, 0.25)) / step
     small = cv2.GaussianBlur(small, (0, 0), rest, borderType=cv2.BORDER_REFLECT)
-    # Grid cell centres sit at (i + 0.5) * step - 0.5 in full-resolution pixels.
-    x = (np.arange(w, dtype=np.float32) + 0.5) / step - 0.5
-    y = (np.arange(h, dtype=np.float32) + 0.5) / step - 0.5
-    mx, my = np.meshgrid(x, y)
-    return cv2.remap(small, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # Back to the padded size (an exact factor: grid cell centres land where they were), then cropped.
+    return cv2.resize(small, (padded.shape[1], padded.shape[0]), interpolation=cv2.INTER_LINEAR)[:h, :w]

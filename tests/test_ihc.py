@@ -135,3 +135,57 @@ def test_outputs_are_derived_from_the_result(tmp_path, sample_slide):
     assert files["geojson"].exists()            # its content: tests/test_qupath.py
     assert files["heatmap"].stat().st_size > 10000
     assert any(k.startswith("overlay_") for k in files)
+
+
+@pytest.mark.parametrize("white", [255.0, 231.0, (250.0, 240.0, 190.0)])
+def test_optical_density_by_lookup_equals_the_logarithm(white):
+    from her2path.optics import optical_density
+
+    rgb = np.random.default_rng(1).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    exact = -np.log10(np.maximum(rgb.astype(np.float64), 1.0) / np.asarray(white, np.float64))
+    od = optical_density(rgb, white)
+    assert od.dtype == np.float32 and od.shape == rgb.shape
+    assert np.abs(od - exact).max() < 1e-5
+
+
+def test_touching_nuclei_split_as_a_full_watershed_would():
+    """The watershed runs only in mask pieces with several markers: the labels are the full watershed's."""
+    import cv2
+    from skimage.segmentation import watershed
+
+    from her2path.segmentation import split_touching
+
+    rng = np.random.default_rng(3)
+    mask = np.zeros((300, 300), np.uint8)
+    for x, y, r in zip(rng.uniform(10, 290, 60), rng.uniform(10, 290, 60), rng.uniform(4, 12, 60)):
+        cv2.circle(mask, (int(x), int(y)), int(r), 1, -1)        # lone and touching discs
+    got = split_touching(mask, 0.5, 3.0)
+    dist = cv2.GaussianBlur(cv2.distanceTransform(mask, cv2.DIST_L2, 5), (0, 0), 1.0)
+    k = max(3, int(round(3.0 / 0.5)) | 1)
+    peaks = (dist == cv2.dilate(dist, np.ones((k, k), np.uint8))) & (dist > 1.0) & (mask > 0)
+    markers = cv2.connectedComponents(peaks.astype(np.uint8), connectivity=8)[1]
+    full = watershed(-dist, markers, mask=mask.astype(bool))
+    assert got.max() > 30 and np.array_equal(got, full)
+
+
+def test_the_tile_model_runs_only_on_tiles_it_is_compared_on(tmp_path):
+    """Tiles with fewer than tile_model.min_tumour_cells tumour cells carry no model score: it is not run."""
+    f = render_ihc_field(preset("2+", seed=5, width_um=600, height_um=300))
+    path = write_image(tmp_path / "f.png", f.rgb, 0.5)
+    settings = load_settings()
+
+    def run(least):
+        s = settings.model_copy(update={"tile_model": settings.tile_model.model_copy(update={"min_tumour_cells": least})})
+        return score_ihc(path, settings=s, workers=1).tiles
+
+    tiles = run(1)
+    assert any(t.model_probability is not None for t in tiles)
+    assert all(t.model_probability is None for t in tiles if t.tumour_cells < 1)
+    assert all(t.model_probability is None and t.model_score is None for t in run(10**6))
+
+
+def test_the_thumbnail_is_read_once_per_resolution(sample_slide):
+    slide = open_image(sample_slide.path)
+    a, b = slide.thumbnail(8.0), slide.thumbnail(8.0)
+    assert a is b and not a.flags.writeable
+    assert slide.thumbnail(16.0) is not a

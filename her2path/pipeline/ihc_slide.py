@@ -309,7 +309,8 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, re
                                               settings.ihc.specificity,
                                               stains.source[8:] if stains.dab_absent else None)
     decision = ihc_decision(cols["cls"], xy_um, table, refusal=refusal,
-                            doubtful_rare=pattern_warnings[0] if pattern_warnings else None)
+                            # the finding of the cytoplasm warning, without its "not scored" tail
+                            doubtful_rare=pattern_warnings[0].split(":")[0] if pattern_warnings else None)
     n = len(cols["x"])
     warnings = ihc_warnings(
         tumour_cells=n, excluded_cells=excluded, dab_absent=stains.dab_absent,
