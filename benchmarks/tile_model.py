@@ -26,7 +26,7 @@ import numpy as np
 from her2path.classify.calibrate import calibrate, measure, tile_scores
 from her2path.classify.datasets import load_tile_set
 from her2path.classify.metrics import qwk
-from her2path.classify.model import DEFAULT_MODEL
+from her2path.config import DEFAULT_TILE_MODEL
 from her2path.classify.train import evaluate, train
 from her2path.config import load_settings
 from her2path.rules.tables import load_guideline
@@ -57,7 +57,7 @@ def rule_agreement(tiles: Path, config: Path | None) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(DEFAULT_MODEL))
+    ap.add_argument("--model", default=str(DEFAULT_TILE_MODEL))
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args(argv)
     paths = {k: dataset(k) for k in SETS}

@@ -12,6 +12,7 @@ from .errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+DEFAULT_TILE_MODEL = CONFIG_DIR.parent / "models" / "tile_model.pt"   # trained by `her2path train`
 
 
 class _Section(BaseModel):
@@ -192,6 +193,11 @@ class TileModelConfig(_Section):
     path: str | None = Field(None, description="weights file (None: models/tile_model.pt)")
     min_tumour_cells: int = Field(20, ge=1, description="tiles with fewer tumour cells are not compared (the model is not run there)")
     min_tissue_fraction: float = Field(0.1, ge=0, le=1, description="model patches with less tissue are skipped")
+
+    @property
+    def weights(self) -> Path:
+        """The weights file: ``path``, or the model shipped in models/."""
+        return Path(self.path) if self.path else DEFAULT_TILE_MODEL
 
 
 class Settings(_Section):

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-SCHEMA_VERSION = "2"   # 2: cell outlines as vertices; IHC no call (score None)
+SCHEMA_VERSION = "3"   # 2: cell outlines as vertices; IHC no call (score None). 3: outlines as flat integers
 CLASSES = ("0", "1+", "2+", "3+")
 Score = Literal["0", "1+", "2+", "3+"]
 SubLabel = Literal["null", "ultralow", "low", "equivocal", "positive"]
@@ -92,11 +93,24 @@ class CellTable(Model):
     nuclear_dab: list[float]       # DAB OD of the nucleus above the cytoplasm (0: nucleus hidden)
     basolateral: list[bool]
     tile: list[int]
-    outline: list[list[list[float]]]   # cell boundary: 12 vertices (dx, dy) from the cell centre, level-0 px
+    outline: list[list[int]]       # cell boundary: 12 vertices as dx0, dy0, dx1, dy1, ... from the centre, level-0 px
     nucleus_radius: list[float]    # level-0 px
 
     def __len__(self) -> int:
         return len(self.x)
+
+    def polygon(self, i: int) -> np.ndarray:
+        """Cell ``i``'s boundary vertices, (12, 2) level-0 px.
+
+        Examples
+        --------
+        >>> t = CellTable(x=[10.0], y=[20.0], cls=["0"], completeness=[0.0], intensity=[0.0], cytoplasm=[0.0],
+        ...               nuclear_dab=[0.0], basolateral=[False], tile=[0], outline=[[1, 0, 0, 1, -1, 0]],
+        ...               nucleus_radius=[3.0])
+        >>> t.polygon(0).tolist()
+        [[11.0, 20.0], [10.0, 21.0], [9.0, 20.0]]
+        """
+        return np.asarray(self.outline[i], float).reshape(-1, 2) + (self.x[i], self.y[i])
 
 
 class TileResult(Model):

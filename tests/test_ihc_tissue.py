@@ -15,7 +15,8 @@ from her2path.ihc.membrane import MAX_REMAP_ROWS, measure_membranes, sample_rays
 from her2path.ihc.nuclei import Nuclei
 from her2path.io.writers import write_image
 from her2path.pipeline.ihc_slide import score_ihc
-from her2path.rules.ihc import stain_pattern
+from her2path.rules.ihc import StainPattern, stain_pattern, tile_score
+from her2path.rules.tables import load_guideline
 from her2path.synthetic.tissue import random_spec, render_tissue
 
 
@@ -30,6 +31,8 @@ def _score(spec, tmp_path):
 def test_negatives_never_score_2_or_3(negative, seed, tmp_path):
     f, r = _score(random_spec(seed, negative=negative, width_um=320, height_um=320), tmp_path)
     assert r.score not in ("2+", "3+")
+    if r.score is None and negative != "cytoplasm":     # refused: no tile shows a score the slide refuses
+        assert not any(t.score for t in r.tiles)
     if negative == "he":                          # no HER2 stain at all: refused, and said why
         assert r.score is None and r.stains.source.startswith("no DAB") and "H&E" in r.stains.source
         assert "no brown DAB" in r.reasons[0] and any("no DAB" in w for w in r.warnings)
@@ -41,10 +44,20 @@ def test_negatives_never_score_2_or_3(negative, seed, tmp_path):
 
 
 def test_a_nuclear_stain_is_refused_with_the_reason():
-    refusal, _ = stain_pattern(["0"] * 70 + ["1+"] * 10, [0.3] * 40 + [0.0] * 40, [0.0] * 80)
+    refusal = stain_pattern(["0"] * 70 + ["1+"] * 10, [0.3] * 40 + [0.0] * 40, [0.0] * 80).refusal
     assert refusal and "nuclei of 50%" in refusal and "Ki67" in refusal
-    refusal, warnings = stain_pattern(["0"] * 80 + ["2+"] * 20, [0.0] * 100, [0.3] * 50 + [0.0] * 50)
-    assert refusal is None and "cytoplasmic DAB" in warnings[0]
+    p = stain_pattern(["0"] * 80 + ["2+"] * 20, [0.0] * 100, [0.3] * 50 + [0.0] * 50)
+    assert p.refusal is None and p.cytoplasm.startswith("cytoplasmic DAB") and "not scored" in p.warnings[0]
+
+
+def test_tiles_take_the_slides_stain_finding():
+    breast = load_guideline("breast")
+    rare = ["3+"] * 2 + ["0"] * 98                    # breast's unusual pattern row
+    assert tile_score(rare, None, breast) == ("2+", False)
+    doubt = StainPattern(cytoplasm="cytoplasmic DAB without membrane staining in 40% of tumour cells")
+    assert tile_score(rare, None, breast, doubt) == (None, False)
+    assert tile_score(["3+"] * 30 + ["0"] * 70, None, breast, doubt)[0] == "3+"     # not a rare population
+    assert tile_score(["3+"] * 30, None, breast, StainPattern(refusal="a nuclear stain"))[0] is None
 
 
 def test_tissue_without_tumour_is_no_call(tmp_path):

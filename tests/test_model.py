@@ -77,11 +77,12 @@ def test_train_resume_evaluate_and_calibrate(tiles, tmp_path, capsys):
 
 
 def test_default_model_ships_and_scores_tiles(tiles):
-    from her2path.classify.model import DEFAULT_MODEL, load_model, predict
+    from her2path.classify.model import load_model, predict
+    from her2path.config import DEFAULT_TILE_MODEL
     from her2path.classify.train import load_pixels
 
     model, meta = load_model()
-    assert DEFAULT_MODEL.exists() and meta["tile_mpp"] == 0.5
+    assert DEFAULT_TILE_MODEL.exists() and meta["tile_mpp"] == 0.5
     ts = load_tile_set(tiles)
     p = predict(model, load_pixels(ts))
     assert p.shape == (16, 4) and np.allclose(p.sum(1), 1, atol=1e-5)
@@ -91,8 +92,8 @@ def test_default_model_ships_and_scores_tiles(tiles):
 def test_model_card_names_the_shipped_weights():
     from pathlib import Path
 
-    from her2path.classify.model import DEFAULT_MODEL
+    from her2path.config import DEFAULT_TILE_MODEL
     from her2path.provenance import file_sha256 as file_digest
 
-    card = (Path(DEFAULT_MODEL).parent / "MODEL_CARD.md").read_text()
-    assert file_digest(DEFAULT_MODEL) in card
+    card = (Path(DEFAULT_TILE_MODEL).parent / "MODEL_CARD.md").read_text()
+    assert file_digest(DEFAULT_TILE_MODEL) in card

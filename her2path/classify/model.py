@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import DEFAULT_TILE_MODEL
 from ..errors import InputError
 from ..provenance import file_sha256
 
@@ -26,7 +27,6 @@ TILE_PX = 256
 TILE_MPP = 0.5
 FORMAT = "her2path-tile-model/2"          # /2: with novelty statistics; /1 files load and never abstain
 FORMATS = ("her2path-tile-model/1", FORMAT)
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "tile_model.pt"
 
 
 def rgb_to_od(x: torch.Tensor) -> torch.Tensor:
@@ -104,7 +104,7 @@ def distances(features: np.ndarray, novelty: dict) -> np.ndarray:
 
 def load_model(path: str | Path | None = None, device: str = "cpu") -> tuple[TileNet, dict]:
     """(model in eval mode, metadata) from a file written by ``her2path train``."""
-    path = Path(path) if path else DEFAULT_MODEL
+    path = Path(path) if path else DEFAULT_TILE_MODEL
     try:
         blob = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:

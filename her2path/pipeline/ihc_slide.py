@@ -12,7 +12,7 @@ from .._version import SOFTWARE
 from ..config import Settings, load_settings
 from ..errors import InputError
 from ..ihc.stain import Stains, stains_for
-from ..ihc.tile import TileCells, analyze_tile, core_cells
+from ..ihc.tile import OUTLINE_RAYS, TileCells, analyze_tile, core_cells
 from ..io.region import Region, load_region
 from ..io.slide import ArrayImage, SlideImage, open_image
 from ..io.tiling import Tile, TileGrid, tile_grid
@@ -250,25 +250,45 @@ def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "bre
         return assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, region)
 
 
+CELL_COLUMNS = ("x", "y", "cls", "completeness", "intensity", "cytoplasm", "nuclear_dab", "basolateral", "tile",
+                "outline", "nucleus_radius")
+
+
+def _tile_columns(i: int, tile: Tile, tc: TileCells, keep: np.ndarray, calls, x0, y0, k: float) -> dict:
+    """The cell-table columns of one tile's counted tumour cells (``keep``), as arrays (level-0 px)."""
+    n = int(keep.sum())
+    return {"x": np.round(x0[keep], 2), "y": np.round(y0[keep], 2), "cls": calls.cls,
+            "completeness": np.round(tc.completeness[keep], 4), "intensity": np.round(tc.intensity[keep], 4),
+            "cytoplasm": np.round(tc.cytoplasm[keep], 4),
+            "nuclear_dab": np.round(tc.nuclear_dab[keep].astype(float), 4), "basolateral": calls.basolateral,
+            "tile": np.full(n, i), "outline": np.round(tc.outline[keep] * k).astype(np.int32).reshape(n, 2 * OUTLINE_RAYS),
+            "nucleus_radius": np.round(tc.nucleus_radius[keep] * k, 1)}
+
+
+def _cell_table(parts: list[dict]) -> CellTable:
+    """One table from the tiles' columns, converted to lists once (outlines as small integers, which
+    Python shares: a cell's outline costs a list of pointers, not 24 float objects)."""
+    cols = {name: np.concatenate([p[name] for p in parts]) if parts else np.zeros(0) for name in CELL_COLUMNS}
+    cols["outline"] = cols["outline"].reshape(len(cols["x"]), 2 * OUTLINE_RAYS)
+    return CellTable(**{name: v.tolist() for name, v in cols.items()})
+
+
 def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, region=None) -> IhcResult:
     """Turn per-tile measurements (and tile-model probabilities) into the slide result (level-0 px).
 
-    The rules decide: each cell's class (``rules.ihc.cell_classes``), each
-    tile's and the slide's score (``rules.ihc``) and the warnings (``rules.flags``).
+    The rules decide: each cell's class (``rules.ihc.cell_classes``), whether
+    the slide's DAB is membrane staining at all (``stain_pattern``), then each
+    tile's and the slide's score (``rules.ihc``, both under that finding) and
+    the warnings (``rules.flags``). ``results`` is emptied as it is read.
     """
-    model_sha = None
-    if settings.tile_model.enabled:
-        from ..classify.model import DEFAULT_MODEL
-
-        model_sha = file_sha256(settings.tile_model.path or DEFAULT_MODEL)
+    model_sha = file_sha256(settings.tile_model.weights) if settings.tile_model.enabled else None
     k = grid.mpp / scan_mpp
     margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
-    cols = {name: [] for name in ("x", "y", "cls", "completeness", "intensity", "cytoplasm", "nuclear_dab",
-                                  "basolateral", "tile", "outline", "nucleus_radius")}
-    non_tumour, tiles, flagged = [], [], []
+    parts, non_tumour, per_tile = [], [], []
     excluded = 0
-    abstained = 0
-    for i, (tile, (tc, (probs, abstain))) in enumerate(zip(grid.tiles, results)):
+    for i, tile in enumerate(grid.tiles):
+        tc, (probs, abstain) = results[i]
+        results[i] = None                      # the tile's arrays go as soon as its cells are in the table
         x0 = tile.x + (tc.xy[:, 0] - margin) * k
         y0 = tile.y + (tc.xy[:, 1] - margin) * k
         counted = region.contains(np.c_[x0, y0]) if region is not None else np.ones(len(x0), bool)
@@ -276,48 +296,28 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, re
         excluded += int((tc.tumour & tc.excluded & counted).sum())
         calls = cell_classes(tc.completeness[keep], tc.intensity[keep], settings.ihc.cell_class,
                              table.ihc.u_shaped_complete, stains.dab_absent)
-        cols["x"] += np.round(x0[keep], 2).tolist()
-        cols["y"] += np.round(y0[keep], 2).tolist()
-        cols["cls"] += calls.cls.tolist()
-        cols["completeness"] += np.round(tc.completeness[keep], 4).tolist()
-        cols["intensity"] += np.round(tc.intensity[keep], 4).tolist()
-        cols["cytoplasm"] += np.round(tc.cytoplasm[keep], 4).tolist()
-        cols["nuclear_dab"] += np.round(tc.nuclear_dab[keep].astype(float), 4).tolist()
-        cols["basolateral"] += calls.basolateral.tolist()
-        cols["tile"] += [i] * int(keep.sum())
-        cols["outline"] += np.round(tc.outline[keep] * k, 1).tolist()
-        cols["nucleus_radius"] += np.round(tc.nucleus_radius[keep] * k, 1).tolist()
+        parts.append(_tile_columns(i, tile, tc, keep, calls, x0, y0, k))
         other = ~tc.tumour & counted
         non_tumour += [(round(float(a), 2), round(float(b), 2)) for a, b in zip(x0[other], y0[other])]
-        xy_um = np.c_[x0[keep], y0[keep]] * scan_mpp
-        measured, near = tile_score(calls.cls, xy_um, table)
-        compared = keep.sum() >= settings.tile_model.min_tumour_cells
-        abstained += bool(abstain and compared)
-        model_score = CLASSES[int(np.argmax(probs))] if probs is not None and not abstain else None
-        flag = bool(model_score and measured and model_score != measured and compared)
-        if flag:
-            flagged.append(i)
-        tiles.append(TileResult(
-            index=i, col=tile.col, row=tile.row, x=tile.x, y=tile.y, width=tile.width0, height=tile.height0,
-            tumour_cells=int(keep.sum()), non_tumour_cells=int(other.sum()),
-            counts={c: int((calls.cls == c).sum()) for c in CLASSES},
-            score=measured, defocus_fraction=round(tc.defocus_fraction, 4), noise_od=round(tc.noise_od, 5),
-            model_score=model_score, model_abstained=bool(abstain), flagged=flag, near_cutoff=near,
-            model_probability=[round(float(v), 4) for v in probs] if probs is not None else None))
-    xy_um = np.c_[cols["x"], cols["y"]] * scan_mpp if cols["x"] else np.zeros((0, 2))
-    refusal, pattern_warnings = stain_pattern(cols["cls"], cols["nuclear_dab"], cols["cytoplasm"],
-                                              settings.ihc.specificity,
-                                              stains.source[8:] if stains.dab_absent else None)
-    decision = ihc_decision(cols["cls"], xy_um, table, refusal=refusal,
-                            # the finding of the cytoplasm warning, without its "not scored" tail
-                            doubtful_rare=pattern_warnings[0].split(":")[0] if pattern_warnings else None)
-    n = len(cols["x"])
+        per_tile.append((tile, calls.cls, np.c_[x0[keep], y0[keep]] * scan_mpp, int(other.sum()),
+                         tc.defocus_fraction, tc.noise_od, probs, abstain))
+    cells = _cell_table(parts)
+    del parts
+    n = len(cells.x)
+    xy_um = np.c_[cells.x, cells.y] * scan_mpp if n else np.zeros((0, 2))
+    pattern = stain_pattern(cells.cls, cells.nuclear_dab, cells.cytoplasm, settings.ihc.specificity,
+                            stains.source[8:] if stains.dab_absent else None)
+    decision = ihc_decision(cells.cls, xy_um, table, pattern=pattern)
+    tiles = [_tile_result(i, *entry, table, pattern, settings.tile_model.min_tumour_cells)
+             for i, entry in enumerate(per_tile)]
+    flagged = [t.index for t in tiles if t.flagged]
+    compared = [t for t in tiles if t.tumour_cells >= settings.tile_model.min_tumour_cells]
     warnings = ihc_warnings(
         tumour_cells=n, excluded_cells=excluded, dab_absent=stains.dab_absent,
-        no_membrane_dab=all(c == "0" for c in cols["cls"]),
+        no_membrane_dab=all(c == "0" for c in cells.cls),
         stain_fallback=stains.source[10:] if stains.source.startswith("fallback: estimate") else None,
-        flagged=len(flagged), compared=sum(t.tumour_cells >= settings.tile_model.min_tumour_cells for t in tiles),
-        dab_note=stains.source[8:], abstained=abstained) + pattern_warnings
+        flagged=len(flagged), compared=len(compared), dab_note=stains.source[8:],
+        abstained=sum(t.model_abstained for t in compared)) + pattern.warnings
     reasons = [decision.reason] + ([near_cutoff_reason(table.ihc.near_cutoff_points, decision.cutoffs)]
                                    if decision.near_cutoff else [])
     w, h = slide.dimensions
@@ -328,7 +328,7 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, re
         reasons=reasons, near_cutoff=decision.near_cutoff, warnings=warnings, flagged_tiles=flagged,
         stains=StainInfo(hematoxylin=tuple(round(v, 4) for v in stains.hematoxylin),
                          dab=tuple(round(v, 4) for v in stains.dab), source=stains.source),
-        width=w, height=h, tiles=tiles, cells=CellTable(**cols), non_tumour_xy=non_tumour,
+        width=w, height=h, tiles=tiles, cells=cells, non_tumour_xy=non_tumour,
         provenance=Provenance(
             software=SOFTWARE, config_sha256=settings.digest("ihc"), guideline_sha256=digest_model(table),
             input_path=str(slide.path), input_sha256=digest, mpp_used=grid.mpp, model_sha256=model_sha),
@@ -338,3 +338,18 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, re
             source=region.source, sha256=region.sha256, area_mm2=round(region.area_um2(scan_mpp) / 1e6, 4),
             excluded_annotations=region.excluded_annotations, tiles_outside=grid.outside_region),
     )
+
+
+def _tile_result(i, tile, cls, xy_um, non_tumour, defocus, noise, probs, abstain, table, pattern,
+                 min_compared) -> TileResult:
+    """One tile's result: its guideline score under the slide's stain finding, and the tile model's
+    vote where it ran (compared, and flagged when it differs, on tiles with >= ``min_compared`` cells)."""
+    measured, near = tile_score(cls, xy_um, table, pattern)
+    model_score = CLASSES[int(np.argmax(probs))] if probs is not None and not abstain else None
+    compared = len(cls) >= min_compared
+    return TileResult(
+        index=i, col=tile.col, row=tile.row, x=tile.x, y=tile.y, width=tile.width0, height=tile.height0,
+        tumour_cells=len(cls), non_tumour_cells=non_tumour, counts={c: int((cls == c).sum()) for c in CLASSES},
+        score=measured, defocus_fraction=round(defocus, 4), noise_od=round(noise, 5), model_score=model_score,
+        model_abstained=bool(abstain), flagged=bool(model_score and measured and model_score != measured and compared),
+        near_cutoff=near, model_probability=[round(float(v), 4) for v in probs] if probs is not None else None)

@@ -139,7 +139,7 @@ def tile_views(result: IhcResult, slide: SlideImage, tile_index: int, cells: lis
     k = result.scan_mpp / result.mpp                     # analysis px per level-0 px
     c = result.cells
     for i in cells:
-        poly = (np.asarray(c.outline[i]) + (c.x[i] - t.x, c.y[i] - t.y)) * k      # outline vertices, tile px
+        poly = (c.polygon(i) - (t.x, t.y)) * k           # outline vertices, tile px
         cv2.polylines(rgb, [np.round(poly * 4).astype(np.int32)], True, CLASS_RGB[c.cls[i]], 2, cv2.LINE_AA, 2)
     xy = (non_tumour - (t.x, t.y)) * k
     for xx, yy in xy[np.all((xy >= 0) & (xy < size), axis=1)]:

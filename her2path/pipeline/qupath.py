@@ -91,7 +91,7 @@ def qupath_features(result: IhcResult) -> list[dict]:
     for i, fid in enumerate(cell_ids(digest, c.x, c.y)):
         cls = c.cls[i]
         feature = _feature(
-            fid, {"type": "Polygon", "coordinates": [_ring(np.asarray(c.outline[i]) + [c.x[i], c.y[i]])]}, "cell",
+            fid, {"type": "Polygon", "coordinates": [_ring(c.polygon(i))]}, "cell",
             classification=_classification([TUMOR, QUPATH_CLASS[cls]], QUPATH_RGB[cls]),
             measurements={"Membrane completeness": c.completeness[i], "Membrane DAB OD": c.intensity[i],
                           "Cytoplasm DAB OD": c.cytoplasm[i], "Nucleus DAB OD": c.nuclear_dab[i],

@@ -118,8 +118,21 @@ def _largest_cluster(xy_um: np.ndarray, member: np.ndarray, neighbour_um: float)
     return int(np.bincount(labels).max())
 
 
+@dataclass(frozen=True)
+class StainPattern:
+    """What the DAB on the tumour cells is, when it is not (only) membrane staining."""
+
+    refusal: str | None = None      # why no HER2 score can be given at all (no DAB; a nuclear stain)
+    cytoplasm: str | None = None    # the finding of widespread cytoplasmic DAB without membrane staining
+
+    @property
+    def warnings(self) -> list[str]:
+        """The result's warning lines for these findings."""
+        return [f"{self.cytoplasm}: not membrane staining, not scored"] if self.cytoplasm else []
+
+
 def stain_pattern(classes, nuclear_dab, cytoplasm, cfg: SpecificityConfig = SpecificityConfig(),
-                  dab_absent: str | None = None) -> tuple[str | None, list[str]]:
+                  dab_absent: str | None = None) -> StainPattern:
     """Whether the DAB on these tumour cells is membrane staining at all.
 
     Parameters
@@ -135,44 +148,45 @@ def stain_pattern(classes, nuclear_dab, cytoplasm, cfg: SpecificityConfig = Spec
 
     Returns
     -------
-    (refusal, warnings)
-        ``refusal``: why no HER2 score can be given: no DAB on the slide, or more than
-        ``max_nuclear_share`` of the cells have stained nuclei and fewer have
-        stained membranes (a nuclear stain such as Ki67, ER or PR); else None.
-        ``warnings``: cytoplasmic DAB without membrane staining in at least
-        ``cytoplasm_share`` of the cells (not membrane staining, not scored).
+    StainPattern
+        ``refusal``: no DAB on the slide, or more than ``max_nuclear_share`` of
+        the cells have stained nuclei and fewer have stained membranes (a
+        nuclear stain such as Ki67, ER or PR); else None. ``cytoplasm``:
+        cytoplasmic DAB without membrane staining in at least
+        ``cytoplasm_share`` of the cells (those cells are not membrane
+        staining; ``ihc_decision`` then doubts a score resting on a rare population).
 
     Examples
     --------
-    >>> stain_pattern(["0"] * 10, [0.3] * 5 + [0.0] * 5, [0.0] * 10)[0][:33]
+    >>> stain_pattern(["0"] * 10, [0.3] * 5 + [0.0] * 5, [0.0] * 10).refusal[:33]
     'DAB lies in the nuclei of 50% of '
     >>> stain_pattern(["2+"] * 10, [0.0] * 10, [0.0] * 10)
-    (None, [])
-    >>> stain_pattern(["0"] * 10, [0.0] * 10, [0.0] * 10, dab_absent="eosin")[0][:28]
+    StainPattern(refusal=None, cytoplasm=None)
+    >>> stain_pattern(["0"] * 10, [0.0] * 10, [0.0] * 10, dab_absent="eosin").refusal[:28]
     'no brown DAB on the slide (e'
+    >>> stain_pattern(["0"] * 6 + ["2+"] * 4, [0.0] * 10, [0.3] * 10).warnings
+    ['cytoplasmic DAB without membrane staining in 60% of tumour cells: not membrane staining, not scored']
     """
     if dab_absent:
-        return (f"no brown DAB on the slide ({dab_absent}): an H&E or other stain, not HER2 IHC; "
-                "check the slide"), []
+        return StainPattern(refusal=f"no brown DAB on the slide ({dab_absent}): an H&E or other stain, not HER2 "
+                                    "IHC; check the slide")
     classes = np.asarray(classes, object)
-    n = len(classes)
-    if n == 0:
-        return None, []
+    if len(classes) == 0:
+        return StainPattern()
     nuclear = float(np.mean(np.asarray(nuclear_dab) >= cfg.nuclear_dab_od))
     membrane = float(np.mean(classes != "0"))
     if nuclear > cfg.max_nuclear_share and nuclear > membrane:
-        return (f"DAB lies in the nuclei of {nuclear:.0%} of tumour cells and on the membranes of {membrane:.0%}: "
-                "the pattern of a nuclear stain (Ki67, ER, PR), not of HER2; check the stain"), []
+        return StainPattern(refusal=f"DAB lies in the nuclei of {nuclear:.0%} of tumour cells and on the membranes "
+                                    f"of {membrane:.0%}: the pattern of a nuclear stain (Ki67, ER, PR), not of "
+                                    "HER2; check the stain")
     cyto = float(np.mean((np.asarray(cytoplasm) >= cfg.cytoplasm_dab_od) & (classes == "0")))
     if cyto >= cfg.cytoplasm_share:
-        return None, [f"cytoplasmic DAB without membrane staining in {cyto:.0%} of tumour cells: not membrane "
-                      "staining, not scored"]
-    return None, []
+        return StainPattern(cytoplasm=f"cytoplasmic DAB without membrane staining in {cyto:.0%} of tumour cells")
+    return StainPattern()
 
 
 def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast",
-                 min_cells: int | None = None, refusal: str | None = None,
-                 doubtful_rare: str | None = None) -> IhcDecision:
+                 min_cells: int | None = None, pattern: StainPattern = StainPattern()) -> IhcDecision:
     """Score tumour cells by a guideline table.
 
     Parameters
@@ -186,14 +200,12 @@ def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast",
     min_cells : int, optional
         Fewer tumour cells than this give no call (score None); default the
         table's ``ihc.min_tumour_cells`` (a slide). Tiles pass 1.
-    refusal : str, optional
-        A reason the staining cannot be scored (``stain_pattern``): no call.
-    doubtful_rare : str, optional
-        Why a score resting on a rare population of cells cannot be trusted here
-        (``stain_pattern``'s cytoplasmic-DAB warning): a row marked
-        ``rare_population`` (breast's unusual pattern) then gives no call, with
-        the reason, instead of its score. Where brown cytoplasm is widespread, a
-        few cells read as intense complete may be cytoplasm meeting a cell border.
+    pattern : StainPattern
+        What ``stain_pattern`` found. A refusal gives no call. Widespread
+        cytoplasmic DAB makes a score resting on a rare population doubtful: a
+        row marked ``rare_population`` (breast's unusual pattern) then gives no
+        call, with the reason, instead of its score, since a few cells read as
+        intense and complete may be brown cytoplasm meeting a cell border.
 
     Returns
     -------
@@ -211,7 +223,7 @@ def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast",
     '2+'
     >>> ihc_decision(["3+"] * 4).score is None
     True
-    >>> ihc_decision(["3+"] * 2 + ["0"] * 98, doubtful_rare="cytoplasmic DAB in 46%").reason[:40]
+    >>> ihc_decision(["3+"] * 2 + ["0"] * 98, pattern=StainPattern(cytoplasm="cytoplasmic DAB in 46%")).reason[:40]
     'IHC no call (breast): unusual pattern: i'
     """
     table = guideline if isinstance(guideline, Guideline) else load_guideline(guideline)
@@ -220,9 +232,9 @@ def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast",
     counts = {c: int(np.sum(classes == c)) for c in CLASSES}
     percent = {c: (100.0 * counts[c] / n if n else 0.0) for c in CLASSES}
     least = table.ihc.min_tumour_cells if min_cells is None else min_cells
-    if n < least or refusal:
+    if n < least or pattern.refusal:
         what = "no invasive tumour cells were found" if n == 0 else f"only {n} invasive tumour cells were found"
-        why = refusal or f"{what} (at least {least} needed to score); check that the slide holds invasive tumour"
+        why = pattern.refusal or f"{what} (at least {least} needed to score); check that the slide holds invasive tumour"
         return IhcDecision(score=None, sub_label=None, percent={c: round(v, 3) for c, v in percent.items()},
                            counts=counts, near_cutoff=False, reason=f"IHC no call ({table.name}): {why}")
     near, cutoffs = False, []
@@ -247,10 +259,10 @@ def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast",
         if fired:
             break
     figures = ", ".join(f"{c}: {percent[c]:.1f}%" for c in CLASSES)
-    if rule.rare_population and doubtful_rare:
+    if rule.rare_population and pattern.cytoplasm:
         return IhcDecision(score=None, sub_label=None, percent={c: round(v, 3) for c, v in percent.items()},
                            counts=counts, near_cutoff=False,
-                           reason=f"IHC no call ({table.name}): {rule.text}, but {doubtful_rare}: so few cells "
+                           reason=f"IHC no call ({table.name}): {rule.text}, but {pattern.cytoplasm}: so few cells "
                                   f"read as intense and complete may be brown cytoplasm meeting a cell border; "
                                   f"review by eye [{n} tumour cells; {figures}]")
     score = rule.score
@@ -266,8 +278,12 @@ def ihc_decision(classes, xy_um=None, guideline: str | Guideline = "breast",
     )
 
 
-def tile_score(classes, xy_um, guideline: Guideline) -> tuple[str | None, bool]:
+def tile_score(classes, xy_um, guideline: Guideline, pattern: StainPattern = StainPattern()
+               ) -> tuple[str | None, bool]:
     """(guideline score, near a cut-off) of one tile's tumour cells; (None, False) without any.
+
+    ``pattern`` is the slide's (``stain_pattern``): a tile takes the slide's
+    refusal and doubt, so that no tile shows a score its slide refuses.
 
     Examples
     --------
@@ -276,5 +292,5 @@ def tile_score(classes, xy_um, guideline: Guideline) -> tuple[str | None, bool]:
     """
     if len(classes) == 0:
         return None, False
-    d = ihc_decision(classes, xy_um, guideline, min_cells=1)
+    d = ihc_decision(classes, xy_um, guideline, min_cells=1, pattern=pattern)
     return d.score, d.near_cutoff
