@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,6 +16,18 @@ from her2path.pipeline.batch import peak_rss_mib  # noqa: F401  (re-exported for
 
 RESULTS = Path(__file__).parent / "results"
 CACHE = Path(__file__).parent / ".cache"
+
+
+def baseline_tree(rev: str) -> Path:
+    """A git worktree of commit ``rev`` in benchmarks/.cache (made once): the code a benchmark compares
+    against in the same run."""
+    root = Path(__file__).resolve().parents[1]
+    tree = CACHE / f"baseline-{rev}"
+    if not (tree / "her2path").is_dir():
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", "-f", str(tree), rev], check=True,
+                       capture_output=True)
+    return tree
 
 
 class Timer:

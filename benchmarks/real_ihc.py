@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import CACHE, print_table, write_results
+from .common import CACHE, baseline_tree, print_table, write_results
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-labelled"
 SHOWS_LABEL = ("show", "glands with", "strong complete", "diffuse", "tumour glands without")
@@ -112,17 +112,6 @@ def model_vote(votes: list[str]) -> str | None:
         return None
     order = ["0", "1+", "2+", "3+"]
     return max(order, key=lambda c: (votes.count(c), order.index(c)))
-
-
-def baseline_tree(rev: str) -> Path:
-    """A worktree of commit ``rev`` in benchmarks/.cache (made once)."""
-    root = Path(__file__).resolve().parents[1]
-    tree = CACHE / f"baseline-{rev}"
-    if not (tree / "her2path").is_dir():
-        tree.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", "-f", str(tree), rev], check=True,
-                       capture_output=True)
-    return tree
 
 
 def expected(row: dict) -> str:

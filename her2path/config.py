@@ -158,6 +158,8 @@ class IshNucleiConfig(_Section):
     max_area_um2: float = Field(200.0, gt=0, description="larger objects are clumps of overlapping nuclei")
     split_distance_um: float = Field(6.0, gt=0, description="touching nuclei with centres further apart are split")
     min_solidity: float = Field(0.97, gt=0, le=1, description="a notched outline below this: overlapping nuclei")
+    grid_um: float = Field(0.2, ge=0, description="nuclei are found on a grid no coarser than this (0: the image's); "
+                           "the spots always at full resolution")
 
 
 class IshSpotsConfig(_Section):

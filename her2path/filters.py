@@ -1,4 +1,5 @@
-"""Image filters shared by IHC and ISH: Gaussian smoothing that stays cheap at wide kernels.
+"""Image filters shared by IHC and ISH, cheap where the general routines are not: Gaussian smoothing
+at wide kernels and the grey opening by a disc.
 
 A Gaussian tens of pixels wide removes all detail finer than a few pixels, so
 it can run on a grid that much coarser and be interpolated back: the result
@@ -38,3 +39,28 @@ def gaussian(img: np.ndarray, sigma_px: float) -> np.ndarray:
     small = cv2.GaussianBlur(small, (0, 0), rest, borderType=cv2.BORDER_REFLECT)
     # Back to the padded size (an exact factor: grid cell centres land where they were), then cropped.
     return cv2.resize(small, (padded.shape[1], padded.shape[0]), interpolation=cv2.INTER_LINEAR)[:h, :w]
+
+
+def disc_opening(img: np.ndarray, radius_px: int) -> np.ndarray:
+    """Grey opening of a float image by a disc of ``radius_px`` (px): everything narrower goes.
+
+    Run on the image quantised to 16 bits over its range (steps of 1/65535 of
+    it, far below any noise): OpenCV's morphology is twice as fast on uint16
+    as on float32, with the same result to that step.
+
+    Examples
+    --------
+    >>> img = np.zeros((64, 64), np.float32)
+    >>> img[30:34, 30:34] = 1.0                       # a spot 4 px wide on a flat background
+    >>> img[:, :8] = 0.5                               # and a plateau 8 px wide
+    >>> out = disc_opening(img, 3)
+    >>> float(out[31, 31]), round(float(out[32, 3]), 4)
+    (0.0, 0.5)
+    """
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius_px + 1,) * 2)
+    lo, hi = float(img.min()), float(img.max())
+    if hi <= lo:
+        return img.astype(np.float32, copy=True)
+    scale = 65535.0 / (hi - lo)
+    q = np.round((img - lo) * scale).astype(np.uint16)
+    return cv2.morphologyEx(q, cv2.MORPH_OPEN, disc).astype(np.float32) / np.float32(scale) + np.float32(lo)
