@@ -220,7 +220,7 @@ class IshSummary(Model):
     provenance: Provenance
     found: int = 0                   # nuclei found in the fields, evaluable or not
     excluded: dict[str, int] = {}    # nuclei not counted, per reason (cut by the edge, overlapping ...)
-    saturated_clusters: dict[str, int] = {}   # clusters at the camera's full scale: copies are lower bounds
+    saturated_clusters: dict[str, int] = {}   # clusters at the camera's limit (full scale; black): copies are lower bounds
 
 
 class IshResult(IshSummary):

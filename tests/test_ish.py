@@ -164,3 +164,29 @@ def test_nuclei_found_on_the_coarser_grid_are_those_of_the_full_resolution():
         assert np.mean((coarse.labels > 0) == (full.labels > 0)) > 0.99      # only edge pixels differ
         d = np.linalg.norm(coarse.xy[:, None] - full.xy[None], axis=2).min(axis=1)
         assert np.median(d) < 1.0                                                # same centres, px
+
+
+def test_brightfield_clusters_the_camera_shows_black_are_lower_bounds(tmp_path):
+    from her2path.io.writers import write_image
+    from her2path.pipeline.ish_case import count_ish
+    from her2path.synthetic.ish import render_brightfield
+
+    amplified, normal = (render_brightfield(IshFieldSpec(group=g, seed=95)) for g in (1, 5))
+    assert (amplified.image.max(axis=2) <= 2).sum() > 100          # dense silver clusters: black pixels
+    r = count_ish([write_image(tmp_path / "amp.png", amplified.image, amplified.mpp)], brightfield=True)
+    assert r.saturated_clusters["her2"] >= 5 and not r.saturated_clusters["cep17"]
+    assert any("lower bounds" in w and "black in brightfield" in w for w in r.warnings)
+    r = count_ish([write_image(tmp_path / "normal.png", normal.image, normal.mpp)], brightfield=True)
+    assert not any(r.saturated_clusters.values())
+
+
+def test_strong_cross_talk_where_every_signal_echoes_is_counted_once():
+    # Bright signals (3.6x exposure) seen at 8% in the other channel: nearly every signal has an echo
+    # beside it, so lone blobs are a few odd ones; the reference comes from the signals that outshine
+    # their echoes (the old lone-only reference read CEP17 at 14-18 per cell here).
+    for seed in (61, 62):
+        f = render_fish(IshFieldSpec(group=2, seed=seed, bleed=0.08, exposure=3.6))
+        h, c, ev = count_case([analyse_field({"her2": f.image[0], "cep17": f.image[1], "nuclear": f.image[2]},
+                                             f.mpp)]).arrays()
+        assert abs(h[ev].mean() - f.truth.her2_per_cell) < 0.1 * f.truth.her2_per_cell
+        assert abs(c[ev].mean() - f.truth.cep17_per_cell) < 0.1 * f.truth.cep17_per_cell

@@ -22,6 +22,9 @@ class FieldSignals:
     bleed: float         # share under which a co-located blob is taken for the other colour's echo
 
 
+BLACK_LEVEL = 2   # 8-bit value at or under which a brightfield camera pixel is black (its limit)
+
+
 def brightfield_channels(rgb: np.ndarray, cfg: BrightfieldConfig = BrightfieldConfig(),
                          mpp: float = 0.1) -> dict[str, np.ndarray]:
     """Hematoxylin, silver (HER2) and red (CEP17) optical densities of a brightfield dual-ISH field.
@@ -41,7 +44,7 @@ def brightfield_channels(rgb: np.ndarray, cfg: BrightfieldConfig = BrightfieldCo
     h, silver, red = (conc[:, i].reshape(rgb.shape[:2]) for i in range(3))
     opaque = cv2.dilate((silver > cfg.silver_opaque_od).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     red[opaque] = np.median(red)
-    return {"nuclear": h, "her2": silver, "cep17": red}
+    return {"nuclear": h, "her2": silver, "cep17": red, "at_limit": rgb.max(axis=2) <= BLACK_LEVEL}
 
 
 def analyse_field(channels: dict[str, np.ndarray], mpp: float, cfg: IshConfig = IshConfig(),
@@ -57,11 +60,21 @@ def analyse_field(channels: dict[str, np.ndarray], mpp: float, cfg: IshConfig = 
     mask = nuclei.labels > 0
     sigma_um = sc.brightfield_sigma_um if brightfield else sc.fish_sigma_um
     bleed = sc.bleed_jpeg if jpeg else sc.bleed
-    # Fluorescence channels are read on a 0-1 scale (1: the camera's full scale); float data beyond it has none.
-    full = None if brightfield or max(float(channels[p].max()) for p in ("her2", "cep17")) > 1.0 else 1.0
-    return FieldSignals(nuclei, detect_blobs(channels["her2"], mpp, sigma_um, sc.k_noise, mask, full_scale=full),
-                        detect_blobs(channels["cep17"], mpp, sigma_um, sc.k_noise, mask, full_scale=full),
+    return FieldSignals(nuclei, detect_blobs(channels["her2"], mpp, sigma_um, sc.k_noise, mask,
+                                             at_limit=_at_limit(channels, "her2", brightfield)),
+                        detect_blobs(channels["cep17"], mpp, sigma_um, sc.k_noise, mask,
+                                     at_limit=_at_limit(channels, "cep17", brightfield)),
                         4 * sigma_um / mpp, bleed)
+
+
+def _at_limit(channels: dict, probe: str, brightfield: bool) -> np.ndarray | None:
+    """Pixels of ``probe`` where the camera reached its limit: black in a brightfield photograph
+    (``brightfield_channels``), within 0.2% of full scale in fluorescence read on a 0-1 scale (float
+    data beyond 1 has no known full scale: None)."""
+    if brightfield:
+        return channels.get("at_limit")
+    img = channels[probe]
+    return None if float(img.max()) > 1.0 else img >= 0.998
 
 
 def _owner(blobs: Blobs, labels: np.ndarray) -> np.ndarray:
@@ -89,18 +102,41 @@ def _pairs(f: FieldSignals) -> tuple[np.ndarray, np.ndarray]:
     return i, j[i]
 
 
-def _reference_blobs(counted: list[np.ndarray], lone: list[np.ndarray], clear: list[np.ndarray],
-                     least: int = 5) -> list[np.ndarray]:
+def _reference_blobs(counted: list[np.ndarray], lone: list[np.ndarray], outshining: list[np.ndarray],
+                     clear: list[np.ndarray], least: int = 5, share: float = 0.1) -> list[np.ndarray]:
     """The blobs the single-signal reference is taken from: the counted blobs that stand clear of
     the noise (band-pass peak ``spots.reference_snr`` x the detection threshold) and have no blob
-    of the other colour beside them, or the nearest looser set with ``least`` of them. Echoes
-    (bleed-through, JPEG colour fringes around dark dots) sit on signals of the other colour, and
-    JPEG block artefacts barely pass the threshold; either can outnumber the real signals and
-    would otherwise set the reference to their own faint light."""
-    for choice in ([c & k & s for c, k, s in zip(counted, lone, clear)], [c & s for c, s in zip(counted, clear)]):
+    of the other colour beside them (``lone``), while they are at least ``least`` and ``share`` of
+    the clear ones; else those that outshine the blob beside them as a signal outshines its echo
+    (``outshining``); else the nearest looser set with ``least`` of them.
+
+    Echoes (bleed-through, JPEG colour fringes around dark dots) sit on signals of the other
+    colour, and JPEG block artefacts barely pass the threshold; either can outnumber the real
+    signals and would otherwise set the reference to their own faint light. Where strong cross-talk
+    makes every signal echo, the few lone blobs are odd ones (cut, dim), and the signals that
+    outshine their echoes are the typical ones."""
+    total = sum(int((c & s).sum()) for c, s in zip(counted, clear))
+    alone = [c & k & s for c, k, s in zip(counted, lone, clear)]
+    if sum(int(a.sum()) for a in alone) >= max(least, share * total):
+        return alone
+    for choice in ([c & (k | o) & s for c, k, o, s in zip(counted, lone, outshining, clear)],
+                   [c & s for c, s in zip(counted, clear)]):
         if sum(int(a.sum()) for a in choice) >= least:
             return choice
     return counted
+
+
+def _partners(f: FieldSignals, i: np.ndarray, j: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per probe: (lone, outshining) blobs. Lone: no blob of the other colour beside it.
+    Outshining: its light is at least 1 / ``bleed`` times that of the blob beside it (which is then
+    its echo)."""
+    h_lone = ~np.isin(np.arange(len(f.her2.xy)), i)
+    c_lone = ~np.isin(np.arange(len(f.cep17.xy)), j)
+    h_out, c_out = np.zeros(len(f.her2.xy), bool), np.zeros(len(f.cep17.xy), bool)
+    hi, ci = f.her2.integrated[i], f.cep17.integrated[j]
+    h_out[i[hi * f.bleed >= ci]] = True
+    c_out[j[ci * f.bleed >= hi]] = True
+    return {"her2": (h_lone, h_out), "cep17": (c_lone, c_out)}
 
 
 def _copies(fields: list[FieldSignals], cluster_min: float, faint: float, reference_snr: float,
@@ -112,18 +148,20 @@ def _copies(fields: list[FieldSignals], cluster_min: float, faint: float, refere
     one where it is under ``bleed`` of that (``spots.bleed``; ``spots.bleed_jpeg``
     for JPEG composites), both in single-signal units. As
     bleed-through can outnumber real signals, the references are taken from
-    clear blobs with no blob of the other colour beside them (``_reference_blobs``), and the
+    clear blobs free of the other colour (``_reference_blobs``), and the
     references and the dropped blobs are found together: each round takes the
     references from the in-nucleus blobs still counted, then re-decides the pairs.
     """
     pairs = [_pairs(f) for f in fields]
     inside = {p: [_owner(getattr(f, p), f.nuclei.labels) > 0 for f in fields] for p in ("her2", "cep17")}
-    lone = {"her2": [~np.isin(np.arange(len(f.her2.xy)), i) for f, (i, _) in zip(fields, pairs)],
-            "cep17": [~np.isin(np.arange(len(f.cep17.xy)), j) for f, (_, j) in zip(fields, pairs)]}
+    partners = [_partners(f, i, j) for f, (i, j) in zip(fields, pairs)]
+    lone = {p: [q[p][0] for q in partners] for p in ("her2", "cep17")}
+    outshining = {p: [q[p][1] for q in partners] for p in ("her2", "cep17")}
     clear = {p: [getattr(f, p).peak >= reference_snr for f in fields] for p in ("her2", "cep17")}
     counted = {p: [m.copy() for m in inside[p]] for p in inside}
     for _ in range(rounds):
-        ref = {p: single_reference([getattr(f, p) for f in fields], _reference_blobs(counted[p], lone[p], clear[p]))
+        ref = {p: single_reference([getattr(f, p) for f in fields], _reference_blobs(counted[p], lone[p], outshining[p],
+                                                                                   clear[p]))
                for p in inside}
         copies = []
         for f, (i, j) in zip(fields, pairs):
@@ -145,7 +183,7 @@ class CaseCounts:
 
     table: dict[str, list]           # columns of schema.NucleusTable
     reference: dict[str, float]      # integrated intensity of one signal, per probe
-    saturated: dict[str, int]        # clusters (>= 2 copies) in evaluable nuclei at the camera's full scale
+    saturated: dict[str, int]        # clusters (>= 2 copies) in evaluable nuclei at the camera's limit
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(HER2, CEP17, evaluable) per nucleus as arrays."""

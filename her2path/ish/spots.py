@@ -21,20 +21,21 @@ class Blobs:
     integrated: np.ndarray   # (n,) background-subtracted sum over the blob
     maxima: np.ndarray       # (n,) local maxima inside the blob
     threshold: float
-    saturated: np.ndarray | None = None   # (n,) bool: the blob reaches the camera's full scale
+    saturated: np.ndarray | None = None   # (n,) bool: the blob reaches the camera's limit (full scale, or black)
     peak: np.ndarray | None = None        # (n,) band-pass peak of the blob (``threshold`` units: >= 1)
 
 
 def detect_blobs(img: np.ndarray, mpp: float, sigma_um: float, k_noise: float = 6.0,
                  noise_mask: np.ndarray | None = None, cluster_um: float = 1.5,
-                 reach_um: float = 0.6, full_scale: float | None = None) -> Blobs:
+                 reach_um: float = 0.6, at_limit: np.ndarray | None = None) -> Blobs:
     """Spots in a signal image (bright = signal) whose PSF sigma is ``sigma_um``.
 
     ``noise_mask`` (e.g. the nuclei) is where the noise is measured: signals are
     sought there, and shot noise is higher there than on the dark glass. The
     background is a grey opening wider than a cluster (``cluster_um``), so a
-    cluster's own light is not taken for background. With ``full_scale`` (the
-    camera's largest value), blobs with a pixel within 0.2% of it are marked
+    cluster's own light is not taken for background. With ``at_limit`` (bool
+    image: pixels where the camera reached its limit, its full scale in
+    fluorescence or black in brightfield), blobs holding such a pixel are marked
     saturated: their integrated light, and so their copies, is a lower bound.
     """
     s = sigma_um / mpp
@@ -58,7 +59,7 @@ def detect_blobs(img: np.ndarray, mpp: float, sigma_um: float, k_noise: float = 
     n, lab = cv2.connectedComponents(fg, connectivity=8)
     if n <= 1:
         return Blobs(np.zeros((0, 2)), np.zeros(0), np.zeros(0, int), thr,
-                     None if full_scale is None else np.zeros(0, bool), np.zeros(0, np.float32))
+                     None if at_limit is None else np.zeros(0, bool), np.zeros(0, np.float32))
     k = max(3, int(round(2 * s)) | 1)
     peaks = (dog == cv2.dilate(dog, np.ones((k, k), np.uint8))) & (dog > thr)
     # Integrate each blob's light over every pixel within ``reach`` of it, split between
@@ -81,10 +82,8 @@ def detect_blobs(img: np.ndarray, mpp: float, sigma_um: float, k_noise: float = 
     maxima = np.bincount(lab[peaks] - 1, minlength=n - 1)
     ok = maxima > 0
     saturated = None
-    if full_scale is not None:
-        top = np.zeros(n - 1, np.float32)
-        np.maximum.at(top, ids, img[ys, xs])
-        saturated = (top >= 0.998 * full_scale)[ok]
+    if at_limit is not None:
+        saturated = (np.bincount(ids, at_limit[ys, xs], n - 1) > 0)[ok]
     peak = np.zeros(n - 1, np.float32)
     np.maximum.at(peak, lab[fy, fx] - 1, dog[fy, fx])
     return Blobs(np.c_[cx, cy][ok], total[ok], maxima[ok], thr, saturated, (peak / thr)[ok])

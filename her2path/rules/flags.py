@@ -78,7 +78,7 @@ def near_cutoff_reason(near_cutoff_points: float, cutoffs: list[str]) -> str:
 def ish_warnings(heterogeneous: bool, amplified_percent: float | None, ratio_cutoff: float,
                  heterogeneity_percent: float, saturated: dict[str, int] | None = None) -> list[str]:
     """Warnings of an ISH count: a second population of amplified (or non-amplified) nuclei, and
-    clusters whose light reaches the camera's full scale (their copies are lower bounds).
+    clusters that reach the camera's limit (their copies are lower bounds).
 
     Examples
     --------
@@ -91,9 +91,10 @@ def ish_warnings(heterogeneous: bool, amplified_percent: float | None, ratio_cut
                    f"population exceeds {heterogeneity_percent:g}%: count and report it separately")
     for probe, n in (saturated or {}).items():
         if n:
-            out.append(f"saturated: {n} {'HER2' if probe == 'her2' else 'CEP17'} clusters reach the camera's full "
-                       "scale, so their copies (and the per-cell mean) are lower bounds; re-image with a shorter "
-                       "exposure if the call depends on them")
+            out.append(f"saturated: {n} {'HER2' if probe == 'her2' else 'CEP17'} clusters reach the camera's limit "
+                       "(full scale in fluorescence, black in brightfield), so their copies (and the per-cell mean) "
+                       "are lower bounds; re-image with a shorter exposure (brighter light in brightfield) if the "
+                       "call depends on them")
     return out
 
 
