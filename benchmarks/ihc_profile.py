@@ -52,7 +52,7 @@ def stage_times(rgb, mpp, stains, settings, white, model) -> dict[str, float]:
     lap("cells (basins + watershed)")
     classify_tumour(cells, mem, mpp, cfg.tumour, u.h)  # (tumour flags, their features)
     lap("tumour")
-    measure_membranes(u.dab, cells, mpp, cfg.membrane)
+    measure_membranes(u.dab, cells, mpp, cfg.membrane, pixel_noise=u.dab_noise)
     lap("membranes")
     if cfg.focus.enabled:
         defocus_mask(u.h, mpp, cfg.focus)

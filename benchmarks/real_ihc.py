@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", help="also score with the code of this git commit, in the same run")
     ap.add_argument("--overlays", default=str(CACHE / "real_ihc"))
     args = ap.parse_args(argv)
-    folder = Path(args.folder)
+    folder = Path(args.folder).resolve()        # the baseline runs in its own worktree
     if not (folder / "labels.csv").is_file():
         print(f"no labels.csv in {folder}; give the folder of the real labelled cores", file=sys.stderr)
         return 2

@@ -96,6 +96,8 @@ class MembraneConfig(_Section):
     faint_od: float = Field(0.02, gt=0, description="DAB OD above the cytoplasm that marks a stained ray")
     arc_faint_od: float = Field(0.005, gt=0)
     noise_factor: float = Field(1.8, ge=0)
+    noise_cap: float = Field(3.0, gt=0, description="the field's DAB noise is at most this x the pixel noise of the "
+                             "stain-free residual channel (more is stain texture)")
     neighbour_overlap: float = Field(0.5, ge=0, le=1)
     relative_level: float = Field(0.4, ge=0, le=1, description="a stained ray reaches this x the cell's typical level")
     cytoplasm_contrast: float = Field(0.5, ge=0, description="a membrane rises this x the surrounding cytoplasm's "

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 SCHEMA_VERSION = "3"   # 2: cell outlines as vertices; IHC no call (score None). 3: outlines as flat integers
 CLASSES = ("0", "1+", "2+", "3+")
@@ -98,6 +98,14 @@ class CellTable(Model):
 
     def __len__(self) -> int:
         return len(self.x)
+
+    @field_validator("outline", mode="before")
+    @classmethod
+    def _flat_outlines(cls, value):
+        """Results of schema 2 (outlines as [[dx, dy], ...] floats) still load, rounded to the pixel."""
+        if value and value[0] and isinstance(value[0][0], list):
+            return [[int(round(v)) for xy in cell for v in xy] for cell in value]
+        return value
 
     def polygon(self, i: int) -> np.ndarray:
         """Cell ``i``'s boundary vertices, (12, 2) level-0 px.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -128,6 +129,10 @@ def test_outputs_are_derived_from_the_result(tmp_path, sample_slide):
         files = write_ihc_outputs(r, slide, tmp_path)
     back = type(r).from_json((tmp_path / "result.json").read_text())
     assert back == r
+    # A result written with schema 2 (outlines as [[dx, dy], ...] floats) still loads, to the pixel.
+    old = json.loads((tmp_path / "result.json").read_text())
+    old["cells"]["outline"] = [np.reshape(o, (-1, 2)).astype(float).tolist() for o in old["cells"]["outline"]]
+    assert type(r).from_json(json.dumps(old)).cells.outline == r.cells.outline
     rows = list(csv.DictReader(open(files["cells_csv"])))
     assert list(rows[0])[:5] == ["x", "y", "class", "completeness", "intensity"]
     assert len(rows) == r.tumour_cells

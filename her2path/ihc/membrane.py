@@ -31,7 +31,12 @@ the nucleus; it is compared with three references:
 A cell is stained only if its strongest quarter-perimeter arc rises above
 ``arc_faint_od + noise_factor * noise``, where noise is the field's DAB
 noise measured in the cytoplasm: a faint membrane is a continuous arc, noise
-is not, and the threshold follows the JPEG noise of each image.
+is not, and the threshold follows the JPEG noise of each image. In strongly
+stained fields the cytoplasm's spread is stain texture (granules, lateral
+membranes crossing it), several times the pixel noise; the noise is then
+capped at ``noise_cap`` x the pixel noise of the stain-free residual channel
+carried into the DAB image, so that stained fields do not raise the bar their
+own membranes must clear.
 Completeness is the fraction of stained rays (angular coverage), a ray being
 stained when the cell's own membrane there reaches ``relative_level`` of the
 cell's typical level (so a complete membrane of uneven intensity stays
@@ -55,7 +60,7 @@ class Membranes:
     completeness: np.ndarray   # (n,) 0-1, fraction of the perimeter stained
     intensity: np.ndarray      # (n,) DAB OD of the stained membrane above the cytoplasm
     cytoplasm: np.ndarray      # (n,) DAB OD of the cytoplasm (blush shows here)
-    noise_od: float            # DAB noise of the field (robust sd in the cytoplasm), OD
+    noise_od: float            # DAB noise of the field (robust sd in the cytoplasm, capped), OD
     edge_xy: np.ndarray        # (n, rays, 2) the cell boundary on each ray, x y px
 
 
@@ -157,12 +162,15 @@ def territory_centres(territory: np.ndarray, n: int) -> tuple[np.ndarray, np.nda
 
 
 def measure_membranes(dab: np.ndarray, cells: Cells, mpp: float,
-                      cfg: MembraneConfig = MembraneConfig(), max_radius_um: float = 30.0) -> Membranes:
+                      cfg: MembraneConfig = MembraneConfig(), max_radius_um: float = 30.0,
+                      pixel_noise: float | None = None) -> Membranes:
     """Measure every cell of ``cells`` on the DAB OD image ``dab`` (same grid, ``mpp`` um/px).
 
     Rays start at the centre of each cell's territory (a columnar cell's
     nucleus sits at its base) and run past its edge; samples in a nucleus, or
     within 1 um of one, are left out of the membrane and the cytoplasm.
+    ``pixel_noise``: the camera and JPEG noise of the DAB image (``stain.Unmixed.dab_noise``); the
+    field's noise is capped at ``cfg.noise_cap`` times it.
 
     Returns
     -------
@@ -214,6 +222,8 @@ def measure_membranes(dab: np.ndarray, cells: Cells, mpp: float,
     # Field noise: robust spread of cytoplasm samples around their cell's median (JPEG raises it).
     dev = np.abs(val - cytoplasm[:, None, None])[cyto_zone]
     noise_od = float(1.4826 * np.median(dev)) if dev.size else 0.0
+    if pixel_noise:
+        noise_od = min(noise_od, cfg.noise_cap * pixel_noise)
     arc_threshold = cfg.arc_faint_od + cfg.noise_factor * noise_od
     # A membrane stands above both sides: the cell's own cytoplasm and the tissue just beyond its
     # edge (1.5-3 um out). DAB filling a cell's cytoplasm makes a step at its edge, not a ridge.

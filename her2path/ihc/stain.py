@@ -47,6 +47,7 @@ class Unmixed:
     dab: np.ndarray            # DAB OD
     noise: float               # OD noise per pixel: no stain lies along the residual vector, so what
                                # varies there from pixel to pixel is camera and JPEG noise
+    dab_noise: float = 0.0     # that noise as carried into the DAB image (through the unmixing gains)
 
 
 def unmix(rgb: np.ndarray, stains: Stains = Stains(), white: float = 255.0) -> Unmixed:
@@ -55,18 +56,21 @@ def unmix(rgb: np.ndarray, stains: Stains = Stains(), white: float = 255.0) -> U
     Examples
     --------
     >>> u = unmix(np.full((32, 32, 3), 200, np.uint8))
-    >>> u.h.shape, round(u.noise, 4)
-    ((32, 32), 0.0)
+    >>> u.h.shape, round(u.noise, 4), round(u.dab_noise, 4)
+    ((32, 32), 0.0, 0.0)
     """
     od = optical_density(rgb, white)
     if od.size == 0:
         empty = np.zeros(rgb.shape[:2], np.float32)
         return Unmixed(empty, empty, 0.0)
-    h, dab, residual = cv2.split(cv2.transform(od, stains.unmixing().T))    # per pixel: OD @ M
+    m = stains.unmixing()
+    h, dab, residual = cv2.split(cv2.transform(od, m.T))    # per pixel: OD @ M
     # The noise from every other row and column: a robust spread needs no more pixels than that.
     fine = (residual - cv2.GaussianBlur(residual, (0, 0), 1.0))[::2, ::2]
     noise = float(1.4826 * np.median(np.abs(fine - np.median(fine))))
-    return Unmixed(h, dab, noise)
+    # Noise alike in the three channels' OD reaches each stain image scaled by its column of M.
+    gain = float(np.linalg.norm(m[:, 1]) / np.linalg.norm(m[:, 2]))
+    return Unmixed(h, dab, noise, noise * gain)
 
 
 def _angle_deg(a, b) -> float:

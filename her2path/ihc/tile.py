@@ -73,7 +73,7 @@ def analyze_tile(rgb: np.ndarray, mpp: float, stains: Stains, cfg: IhcConfig = I
     mem = membrane_map(dab, mpp, cfg.cells, tissue, u.noise, h)
     cells = segment_cells(h, dab, mpp, nuclei, mem, tissue, cfg.cells)
     tumour, features = classify_tumour(cells, mem, mpp, cfg.tumour, h)
-    m = measure_membranes(dab, cells, mpp, cfg.membrane)
+    m = measure_membranes(dab, cells, mpp, cfg.membrane, pixel_noise=u.dab_noise)
     n = len(cells)
     defocus = defocus_mask(h, mpp, cfg.focus) if cfg.focus.enabled else np.zeros(h.shape, bool)
     if n:
