@@ -254,14 +254,15 @@ CELL_COLUMNS = ("x", "y", "cls", "completeness", "intensity", "cytoplasm", "nucl
                 "outline", "nucleus_radius")
 
 
-def _tile_columns(i: int, tile: Tile, tc: TileCells, keep: np.ndarray, calls, x0, y0, k: float) -> dict:
+def _tile_columns(i: int, tc: TileCells, keep: np.ndarray, calls, x0, y0, k: float) -> dict:
     """The cell-table columns of one tile's counted tumour cells (``keep``), as arrays (level-0 px)."""
     n = int(keep.sum())
     return {"x": np.round(x0[keep], 2), "y": np.round(y0[keep], 2), "cls": calls.cls,
             "completeness": np.round(tc.completeness[keep], 4), "intensity": np.round(tc.intensity[keep], 4),
             "cytoplasm": np.round(tc.cytoplasm[keep], 4),
             "nuclear_dab": np.round(tc.nuclear_dab[keep].astype(float), 4), "basolateral": calls.basolateral,
-            "tile": np.full(n, i), "outline": np.round(tc.outline[keep] * k).astype(np.int32).reshape(n, 2 * OUTLINE_RAYS),
+            "tile": np.full(n, i),
+            "outline": np.round(tc.outline[keep] * k).astype(np.int32).reshape(n, 2 * OUTLINE_RAYS),
             "nucleus_radius": np.round(tc.nucleus_radius[keep] * k, 1)}
 
 
@@ -296,7 +297,7 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, re
         excluded += int((tc.tumour & tc.excluded & counted).sum())
         calls = cell_classes(tc.completeness[keep], tc.intensity[keep], settings.ihc.cell_class,
                              table.ihc.u_shaped_complete, stains.dab_absent)
-        parts.append(_tile_columns(i, tile, tc, keep, calls, x0, y0, k))
+        parts.append(_tile_columns(i, tc, keep, calls, x0, y0, k))
         other = ~tc.tumour & counted
         non_tumour += [(round(float(a), 2), round(float(b), 2)) for a, b in zip(x0[other], y0[other])]
         per_tile.append((tile, calls.cls, np.c_[x0[keep], y0[keep]] * scan_mpp, int(other.sum()),
