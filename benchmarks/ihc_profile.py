@@ -75,7 +75,7 @@ def profile(path: str, n_tiles: int, mpp: float | None) -> tuple[dict[str, float
     grid = tile_grid(slide, settings, whole_image=slide.plain)
     white = glass_white(slide, grid)
     stains = choose_stains(slide, grid, settings, white)
-    model = load_model(settings.tile_model.path)[0] if settings.tile_model.enabled else None
+    model = load_model(settings.tile_model.weights)[0] if settings.tile_model.enabled else None
     margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
     picks = np.unique(np.linspace(0, len(grid.tiles) - 1, min(n_tiles, len(grid.tiles))).round().astype(int))
     total: dict[str, float] = defaultdict(float)

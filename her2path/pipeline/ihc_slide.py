@@ -68,7 +68,7 @@ def _prepare_worker(settings: Settings, single_thread: bool) -> None:
     if settings.tile_model.enabled:
         from ..classify.model import load_model
 
-        _W["model"] = load_model(settings.tile_model.path)[0]
+        _W["model"] = load_model(settings.tile_model.weights)[0]
 
 
 def _use_slide(source, mpp, grid, stains, white) -> None:
@@ -269,9 +269,8 @@ def _tile_columns(i: int, tc: TileCells, keep: np.ndarray, calls, x0, y0, k: flo
 def _cell_table(parts: list[dict]) -> CellTable:
     """One table from the tiles' columns, converted to lists once (outlines as small integers, which
     Python shares: a cell's outline costs a list of pointers, not 24 float objects)."""
-    cols = {name: np.concatenate([p[name] for p in parts]) if parts else np.zeros(0) for name in CELL_COLUMNS}
-    cols["outline"] = cols["outline"].reshape(len(cols["x"]), 2 * OUTLINE_RAYS)
-    return CellTable(**{name: v.tolist() for name, v in cols.items()})
+    return CellTable(**{name: np.concatenate([p[name] for p in parts]).tolist() if parts else []
+                        for name in CELL_COLUMNS})
 
 
 def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, region=None) -> IhcResult:
