@@ -13,6 +13,7 @@ from her2path.config import IhcConfig
 from her2path.ihc.cells import Cells
 from her2path.ihc.membrane import MAX_REMAP_ROWS, measure_membranes, sample_rays
 from her2path.ihc.nuclei import Nuclei
+from her2path.ihc.stain import unmix
 from her2path.io.writers import write_image
 from her2path.pipeline.ihc_slide import score_ihc
 from her2path.rules.ihc import StainPattern, stain_pattern, tile_score
@@ -186,3 +187,25 @@ def test_stain_texture_in_a_stained_field_does_not_raise_the_noise_bar():
     assert capped.noise_od == pytest.approx(cfg.noise_cap * 0.004) and capped.noise_od < texture.noise_od
     assert np.mean(texture.completeness > 0) < 0.3 and np.median(texture.completeness) == 0
     assert np.mean(capped.completeness > 0) > 0.8 and np.median(capped.completeness) > 0.2
+
+
+def test_generated_blush_leaves_stained_membranes_darker_than_the_cytoplasm():
+    # A cell is 1+ because a pathologist sees its membrane: under a cytoplasmic blush the membrane must
+    # still stand out. Blush that stopped short of the membrane left a pale ring where the faint membrane
+    # was (membranes 0.01 OD over the cytoplasm: cytoplasmic staining, labelled 1+).
+    spec = random_spec(5, percent={"0": 0.0, "1+": 100.0, "2+": 0.0, "3+": 0.0}, blush=0.1, jpeg_quality=None,
+                       cast=(1.0, 1.0, 1.0), stain_jitter_deg=0.0, noise=1.0, width_um=160.0, height_um=160.0)
+    f = render_tissue(spec)
+    dab = unmix(f.rgb).dab
+    r = int(0.45 * spec.cell_um / spec.mpp)
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    disc = yy ** 2 + xx ** 2 <= r * r
+    blush, rise = [], []
+    for x, y in f.truth.xy_px.round().astype(int):
+        if r <= x < dab.shape[1] - r and r <= y < dab.shape[0] - r:
+            win = dab[y - r:y + r + 1, x - r:x + r + 1][disc]
+            blush.append(np.median(win))
+            rise.append(np.percentile(win, 98) - np.median(win))
+    assert len(rise) > 20
+    assert np.median(blush) > 0.02             # the blush is there ...
+    assert np.median(rise) > 0.025             # ... and the membranes rise above it

@@ -72,7 +72,7 @@ class TissueSpec:
     normal_ducts: int = 0                 # small normal ducts (non-tumour epithelium)
     u_shaped: float = 0.0                 # share of 2+/3+ cells stained laterally/basolaterally only
     thick_3plus: bool = False             # intense membranes thick enough to hide the nucleus
-    blush: float = 0.0                    # cytoplasmic DAB OD in stained cells
+    blush: float = 0.0                    # cytoplasmic DAB OD in stained cells (at most half their membrane's peak)
     negative: str | None = None           # "nuclear-dab", "he" (H&E slide) or "cytoplasm"
     counterstain: float = 1.0             # hematoxylin strength (pale slides 0.4)
     vesicular: float = 0.5                # share of vesicular (pale, rimmed) nuclei
@@ -372,8 +372,8 @@ def render_tissue(spec: TissueSpec) -> TissueField:
     ripple = 1 + 0.15 * np.sin(5 * theta + phase[idx] * 3)
     dab[has] = spec.dab_scale * peak[idx] * on * ripple * profile
     stained = cls != "0"
-    if spec.blush > 0:
-        dab[has] += spec.blush * stained[idx] * (dist[has] > 0.8)
+    if spec.blush > 0:   # up to the membrane (no pale ring), and at most half its peak: still membranous
+        dab[has] += np.minimum(spec.blush, 0.5 * spec.dab_scale * peak[idx]) * stained[idx]
     thick = np.zeros(n, bool)
     if spec.thick_3plus:                       # dense cytoplasmic DAB in intense cells hides their nucleus
         thick = (cls == "3+") & (rng.random(n) < 0.6)
