@@ -96,7 +96,7 @@ def count_ish(inputs, channels=DEFAULT_CHANNELS, mpp: float | None = None, brigh
         nuclei=d.nuclei, her2_per_cell=d.her2_per_cell, cep17_per_cell=d.cep17_per_cell,
         ratio=d.ratio, group=d.group, call=d.call, reasons=d.reasons, next_step=d.next_step,
         warnings=ish_warnings(d.heterogeneous, d.amplified_percent, table.ish.ratio_cutoff,
-                              table.ish.heterogeneity_percent, counts.saturated),
+                              table.ish.heterogeneity_percent, counts.saturated, brightfield),
         amplified_percent=d.amplified_percent, heterogeneous=d.heterogeneous, guideline=table.name,
         mpp=float(np.mean(mpps)), brightfield=brightfield, fields=[str(p) for p in paths],
         single_signal={k: round(v, 5) for k, v in counts.reference.items()},

@@ -76,14 +76,18 @@ def near_cutoff_reason(near_cutoff_points: float, cutoffs: list[str]) -> str:
 
 
 def ish_warnings(heterogeneous: bool, amplified_percent: float | None, ratio_cutoff: float,
-                 heterogeneity_percent: float, saturated: dict[str, int] | None = None) -> list[str]:
+                 heterogeneity_percent: float, saturated: dict[str, int] | None = None,
+                 brightfield: bool = False) -> list[str]:
     """Warnings of an ISH count: a second population of amplified (or non-amplified) nuclei, and
-    clusters that reach the camera's limit (their copies are lower bounds).
+    clusters that reach the camera's limit (their copies are lower bounds): full scale in
+    fluorescence, black in ``brightfield``, each with its own remedy.
 
     Examples
     --------
-    >>> ish_warnings(False, 0.0, 2.0, 10.0, {"her2": 3, "cep17": 0})[0][:43]
-    'saturated: 3 HER2 clusters reach the camera'
+    >>> ish_warnings(False, 0.0, 2.0, 10.0, {"her2": 3, "cep17": 0})[0][:70]
+    'saturated: 3 HER2 clusters reach full scale, so their copies (and the '
+    >>> ish_warnings(False, 0.0, 2.0, 10.0, {"her2": 3}, brightfield=True)[0].split("; ")[1][:38]
+    're-image with brighter light if the ca'
     """
     out = []
     if heterogeneous:
@@ -91,10 +95,10 @@ def ish_warnings(heterogeneous: bool, amplified_percent: float | None, ratio_cut
                    f"population exceeds {heterogeneity_percent:g}%: count and report it separately")
     for probe, n in (saturated or {}).items():
         if n:
-            out.append(f"saturated: {n} {'HER2' if probe == 'her2' else 'CEP17'} clusters reach the camera's limit "
-                       "(full scale in fluorescence, black in brightfield), so their copies (and the per-cell mean) "
-                       "are lower bounds; re-image with a shorter exposure (brighter light in brightfield) if the "
-                       "call depends on them")
+            limit, remedy = ("black", "brighter light") if brightfield else ("full scale", "a shorter exposure")
+            out.append(f"saturated: {n} {'HER2' if probe == 'her2' else 'CEP17'} clusters reach {limit}, so their "
+                       f"copies (and the per-cell mean) are lower bounds; re-image with {remedy} if the call "
+                       "depends on them")
     return out
 
 
