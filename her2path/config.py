@@ -175,6 +175,10 @@ class IshSpotsConfig(_Section):
     bleed: float = Field(0.35, ge=0, lt=1, description="a co-located blob under this share of the other colour "
                                                          "is bleed-through")
     bleed_jpeg: float = Field(0.7, ge=0, lt=1, description="the same for JPEG composites (shared chroma)")
+    reference_min_blobs: int = Field(5, ge=1, description="fewest blobs a single-signal reference is taken from")
+    reference_lone_share: float = Field(0.1, ge=0, le=1, description="blobs with no echo set the reference while "
+                                        "they are at least this share of the clear blobs (else those that outshine "
+                                        "their echo join them)")
 
 
 class BrightfieldConfig(_Section):

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..config import BrightfieldConfig, IshConfig
+from ..config import BrightfieldConfig, IshConfig, IshSpotsConfig
 from ..optics import illumination, optical_density
 from .nuclei import IshNuclei, segment_nuclei
 from .spots import Blobs, copies_from_intensity, detect_blobs, single_reference
@@ -103,12 +103,13 @@ def _pairs(f: FieldSignals) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _reference_blobs(counted: list[np.ndarray], lone: list[np.ndarray], outshining: list[np.ndarray],
-                     clear: list[np.ndarray], least: int = 5, share: float = 0.1) -> list[np.ndarray]:
+                     clear: list[np.ndarray], least: int, share: float) -> list[np.ndarray]:
     """The blobs the single-signal reference is taken from: the counted blobs that stand clear of
     the noise (band-pass peak ``spots.reference_snr`` x the detection threshold) and have no blob
     of the other colour beside them (``lone``), while they are at least ``least`` and ``share`` of
-    the clear ones; else those that outshine the blob beside them as a signal outshines its echo
-    (``outshining``); else the nearest looser set with ``least`` of them.
+    the clear ones (``spots.reference_min_blobs``, ``spots.reference_lone_share``); else those that
+    outshine the blob beside them as a signal outshines its echo (``outshining``); else the nearest
+    looser set with ``least`` of them.
 
     Echoes (bleed-through, JPEG colour fringes around dark dots) sit on signals of the other
     colour, and JPEG block artefacts barely pass the threshold; either can outnumber the real
@@ -139,8 +140,7 @@ def _partners(f: FieldSignals, i: np.ndarray, j: np.ndarray) -> dict[str, tuple[
     return {"her2": (h_lone, h_out), "cep17": (c_lone, c_out)}
 
 
-def _copies(fields: list[FieldSignals], cluster_min: float, faint: float, reference_snr: float,
-            rounds: int = 3) -> tuple[dict, list]:
+def _copies(fields: list[FieldSignals], spots: IshSpotsConfig, rounds: int = 3) -> tuple[dict, list]:
     """Single-signal references and the copies of every blob, bleed-through removed.
 
     One spot seen in both colours (channel cross-talk, or a JPEG composite's
@@ -157,16 +157,17 @@ def _copies(fields: list[FieldSignals], cluster_min: float, faint: float, refere
     partners = [_partners(f, i, j) for f, (i, j) in zip(fields, pairs)]
     lone = {p: [q[p][0] for q in partners] for p in ("her2", "cep17")}
     outshining = {p: [q[p][1] for q in partners] for p in ("her2", "cep17")}
-    clear = {p: [getattr(f, p).peak >= reference_snr for f in fields] for p in ("her2", "cep17")}
+    clear = {p: [getattr(f, p).peak >= spots.reference_snr for f in fields] for p in ("her2", "cep17")}
     counted = {p: [m.copy() for m in inside[p]] for p in inside}
     for _ in range(rounds):
-        ref = {p: single_reference([getattr(f, p) for f in fields], _reference_blobs(counted[p], lone[p], outshining[p],
-                                                                                   clear[p]))
+        ref = {p: single_reference([getattr(f, p) for f in fields],
+                                   _reference_blobs(counted[p], lone[p], outshining[p], clear[p],
+                                                    spots.reference_min_blobs, spots.reference_lone_share))
                for p in inside}
         copies = []
         for f, (i, j) in zip(fields, pairs):
-            h = copies_from_intensity(f.her2.integrated, ref["her2"], cluster_min, faint)
-            c = copies_from_intensity(f.cep17.integrated, ref["cep17"], cluster_min, faint)
+            h = copies_from_intensity(f.her2.integrated, ref["her2"], spots.cluster_min, spots.faint)
+            c = copies_from_intensity(f.cep17.integrated, ref["cep17"], spots.cluster_min, spots.faint)
             if ref["her2"] > 0 and ref["cep17"] > 0:
                 uh, uc = f.her2.integrated[i] / ref["her2"], f.cep17.integrated[j] / ref["cep17"]
                 h[i[uh < f.bleed * uc]] = 0
@@ -194,7 +195,7 @@ class CaseCounts:
 def count_case(fields: list[FieldSignals], cfg: IshConfig = IshConfig()) -> CaseCounts:
     """Pool the fields: copies per nucleus (clusters estimated, bleed-through removed), and
     which nuclei are evaluable (whole, not overlapping, signals of both colours)."""
-    ref, copies = _copies(fields, cfg.spots.cluster_min, cfg.spots.faint, cfg.spots.reference_snr)
+    ref, copies = _copies(fields, cfg.spots)
     table = {k: [] for k in ("field", "x", "y", "her2", "cep17", "evaluable", "why_not")}
     saturated = {"her2": 0, "cep17": 0}
     for i, (f, (hc, cc)) in enumerate(zip(fields, copies)):
