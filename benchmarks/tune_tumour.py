@@ -3,10 +3,10 @@
     python -m benchmarks.tune_tumour [--n 80] [--refresh]
 
 Every tuning field (the seeds and sizes of ``benchmarks.tune_cell_class``:
-nuisances drawn over their whole range, never one preset) is scored once by
-``score_ihc``; every cell of every tile is kept with the features the tumour
-decision reads (``ihc.tumour.TumourFeatures``) and its membrane
-measurements. The rules are then re-decided offline, tile by tile, for each
+nuisances drawn over their whole range, never one preset) is measured once by
+``measure_ihc`` (``score_ihc`` before the guideline decides); every cell of
+every tile is kept with the features the tumour decision reads
+(``ihc.tumour.TumourFeatures``) and its membrane measurements. The rules are then re-decided offline, tile by tile, for each
 candidate setting, and searched coordinate by coordinate for the best
 tumour-cell F1 against the generator's truth (a cell found where the truth
 holds a tumour cell), ties broken by slide-score agreement. The offline
@@ -47,35 +47,23 @@ GRID = {"min_area_um2": [10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 24.0],
 
 def measure(n: int) -> list[dict]:
     """Per field: its truth and, per tile, every cell's features, measurements and level-0 position."""
-    captured = {}
-    original = ihc_slide.assemble
-
-    def keep(results, slide, grid, stains, settings, *args, **kwargs):
-        captured.update(results=results, grid=grid, stains=stains, settings=settings)
-        return original(results, slide, grid, stains, settings, *args, **kwargs)
-
     fields = []
-    ihc_slide.assemble = keep
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for k, (spec, f, path) in enumerate(tuning_fields(n, Path(tmp))):
-                ihc_slide.score_ihc(path, guideline=spec.guideline, workers=1)
-                grid, settings = captured["grid"], captured["settings"]
-                margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
-                scale = grid.mpp / spec.mpp                  # level-0 px per analysis px
-                tiles = []
-                for tile, (tc, _) in zip(grid.tiles, captured["results"]):
-                    tiles.append({"features": tc.features, "excluded": tc.excluded,
-                                  "completeness": tc.completeness, "intensity": tc.intensity,
-                                  "xy0": np.c_[tile.x + (tc.xy[:, 0] - margin) * scale,
-                                               tile.y + (tc.xy[:, 1] - margin) * scale]})
-                fields.append({"seed": spec.seed, "guideline": spec.guideline, "mpp": spec.mpp,
-                               "cell_um": spec.cell_um, "axes": f.axes, "truth_xy": f.truth.xy_px,
-                               "truth_score": f.decision.score, "dab_absent": captured["stains"].dab_absent,
-                               "tiles": tiles})
-                print(f"  field {k + 1}/{n}", file=sys.stderr, flush=True)
-    finally:
-        ihc_slide.assemble = original
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, (spec, f, path) in enumerate(tuning_fields(n, Path(tmp))):
+            m = ihc_slide.measure_ihc(path, workers=1)
+            margin = int(round(m.settings.ihc.cells.margin_um / m.grid.mpp))
+            scale = m.grid.mpp / spec.mpp                  # level-0 px per analysis px
+            tiles = []
+            for tile, (tc, _) in zip(m.grid.tiles, m.tiles):
+                tiles.append({"features": tc.features, "excluded": tc.excluded,
+                              "completeness": tc.completeness, "intensity": tc.intensity,
+                              "xy0": np.c_[tile.x + (tc.xy[:, 0] - margin) * scale,
+                                           tile.y + (tc.xy[:, 1] - margin) * scale]})
+            fields.append({"seed": spec.seed, "guideline": spec.guideline, "mpp": spec.mpp,
+                           "cell_um": spec.cell_um, "axes": f.axes, "truth_xy": f.truth.xy_px,
+                           "truth_score": f.decision.score, "dab_absent": m.stains.dab_absent,
+                           "tiles": tiles})
+            print(f"  field {k + 1}/{n}", file=sys.stderr, flush=True)
     return fields
 
 

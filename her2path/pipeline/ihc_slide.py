@@ -5,6 +5,8 @@ import math
 import multiprocessing as mp
 import os
 from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -196,7 +198,7 @@ def check_resolution(slide: SlideImage, settings: Settings) -> None:
 def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "breast",
               settings: Settings | None = None, workers: int | None = None,
               progress=False, force_mpp: bool = False, roi=None) -> IhcResult:
-    """Score an IHC slide or image.
+    """Score an IHC slide or image: ``measure_ihc``, then ``assemble`` under the guideline.
 
     Parameters
     ----------
@@ -219,8 +221,29 @@ def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "bre
     -------
     IhcResult
     """
-    settings = settings or load_settings()
     table = guideline if isinstance(guideline, Guideline) else load_guideline(guideline)
+    return assemble(measure_ihc(image, mpp, settings, workers, progress, force_mpp, roi), table)
+
+
+@dataclass
+class SlideMeasurements:
+    """Every tile's cells as ``measure_ihc`` found them, with what they were measured under."""
+
+    slide: SlideImage
+    grid: TileGrid
+    stains: Stains
+    settings: Settings
+    tiles: list            # per tile of ``grid``: (TileCells, (model probabilities or None, abstained))
+    digest: str            # SHA-256 of the input
+    scan_mpp: float        # level-0 pixel size, um/px
+    region: Region | None
+
+
+def measure_ihc(image, mpp: float | None = None, settings: Settings | None = None, workers: int | None = None,
+                progress=False, force_mpp: bool = False, roi=None) -> SlideMeasurements:
+    """Tissue, stains and every tile's cells of an IHC slide or image, before any guideline decides
+    (the parameters are ``score_ihc``'s)."""
+    settings = settings or load_settings()
     if isinstance(image, np.ndarray):
         if mpp is None:
             from ..errors import MppError
@@ -247,7 +270,7 @@ def score_ihc(image, mpp: float | None = None, guideline: str | Guideline = "bre
         white = glass_white(slide, grid)
         stains = choose_stains(slide, grid, settings, white)
         results = _run_tiles(source, slide, grid, stains, settings, white, pool, progress)
-        return assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, region)
+    return SlideMeasurements(slide, grid, stains, settings, results, digest, scan_mpp, region)
 
 
 CELL_COLUMNS = ("x", "y", "cls", "completeness", "intensity", "cytoplasm", "nuclear_dab", "basolateral", "tile",
@@ -273,14 +296,16 @@ def _cell_table(parts: list[dict]) -> CellTable:
                         for name in CELL_COLUMNS})
 
 
-def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, region=None) -> IhcResult:
+def assemble(m: SlideMeasurements, table: Guideline) -> IhcResult:
     """Turn per-tile measurements (and tile-model probabilities) into the slide result (level-0 px).
 
     The rules decide: each cell's class (``rules.ihc.cell_classes``), whether
     the slide's DAB is membrane staining at all (``stain_pattern``), then each
     tile's and the slide's score (``rules.ihc``, both under that finding) and
-    the warnings (``rules.flags``). ``results`` is emptied as it is read.
+    the warnings (``rules.flags``). ``m.tiles`` is emptied as it is read.
     """
+    slide, grid, stains, settings, results, region = m.slide, m.grid, m.stains, m.settings, m.tiles, m.region
+    scan_mpp = m.scan_mpp
     model_sha = file_sha256(settings.tile_model.weights) if settings.tile_model.enabled else None
     k = grid.mpp / scan_mpp
     margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
@@ -299,8 +324,8 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, re
         parts.append(_tile_columns(i, tc, keep, calls, x0, y0, k))
         other = ~tc.tumour & counted
         non_tumour += [(round(float(a), 2), round(float(b), 2)) for a, b in zip(x0[other], y0[other])]
-        per_tile.append((tile, calls.cls, np.c_[x0[keep], y0[keep]] * scan_mpp, int(other.sum()),
-                         tc.defocus_fraction, tc.noise_od, probs, abstain))
+        per_tile.append(_TileEntry(tile, calls.cls, np.c_[x0[keep], y0[keep]] * scan_mpp, int(other.sum()),
+                                   tc.defocus_fraction, tc.noise_od, probs, abstain))
     cells = _cell_table(parts)
     del parts
     n = len(cells.x)
@@ -308,7 +333,7 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, re
     pattern = stain_pattern(cells.cls, cells.nuclear_dab, cells.cytoplasm, settings.ihc.specificity,
                             stains.source[8:] if stains.dab_absent else None)
     decision = ihc_decision(cells.cls, xy_um, table, pattern=pattern)
-    tiles = [_tile_result(i, *entry, table, pattern, settings.tile_model.min_tumour_cells)
+    tiles = [_tile_result(i, entry, table, pattern, settings.tile_model.min_tumour_cells)
              for i, entry in enumerate(per_tile)]
     flagged = [t.index for t in tiles if t.flagged]
     compared = [t for t in tiles if t.tumour_cells >= settings.tile_model.min_tumour_cells]
@@ -331,7 +356,7 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, re
         width=w, height=h, tiles=tiles, cells=cells, non_tumour_xy=non_tumour,
         provenance=Provenance(
             software=SOFTWARE, config_sha256=settings.digest("ihc"), guideline_sha256=digest_model(table),
-            input_path=str(slide.path), input_sha256=digest, mpp_used=grid.mpp, model_sha256=model_sha),
+            input_path=str(slide.path), input_sha256=m.digest, mpp_used=grid.mpp, model_sha256=model_sha),
         scan=ScanInfo(format=str(getattr(slide, "format", "array")), objective_power=slide.objective_power,
                       mpp_source=slide.mpp_source),
         region=None if region is None else RegionInfo(
@@ -340,16 +365,30 @@ def assemble(results, slide, grid, stains, settings, table, digest, scan_mpp, re
     )
 
 
-def _tile_result(i, tile, cls, xy_um, non_tumour, defocus, noise, probs, abstain, table, pattern,
-                 min_compared) -> TileResult:
+class _TileEntry(NamedTuple):
+    """What ``assemble`` keeps of a tile until the slide's stain finding is known."""
+
+    tile: Tile
+    cls: np.ndarray              # class of each counted tumour cell
+    xy_um: np.ndarray            # (n, 2) their centres, um
+    non_tumour: int              # other cells counted in the tile
+    defocus: float               # share of the tile's tissue out of focus
+    noise: float                 # the tile's DAB noise, OD
+    probs: np.ndarray | None     # the tile model's class probabilities, where it ran
+    abstain: bool                # the model abstained (the tile lies outside what it was trained on)
+
+
+def _tile_result(i: int, e: _TileEntry, table: Guideline, pattern, min_compared: int) -> TileResult:
     """One tile's result: its guideline score under the slide's stain finding, and the tile model's
     vote where it ran (compared, and flagged when it differs, on tiles with >= ``min_compared`` cells)."""
-    measured, near = tile_score(cls, xy_um, table, pattern)
-    model_score = CLASSES[int(np.argmax(probs))] if probs is not None and not abstain else None
-    compared = len(cls) >= min_compared
+    measured, near = tile_score(e.cls, e.xy_um, table, pattern)
+    model_score = CLASSES[int(np.argmax(e.probs))] if e.probs is not None and not e.abstain else None
+    compared = len(e.cls) >= min_compared
+    t = e.tile
     return TileResult(
-        index=i, col=tile.col, row=tile.row, x=tile.x, y=tile.y, width=tile.width0, height=tile.height0,
-        tumour_cells=len(cls), non_tumour_cells=non_tumour, counts={c: int((cls == c).sum()) for c in CLASSES},
-        score=measured, defocus_fraction=round(defocus, 4), noise_od=round(noise, 5), model_score=model_score,
-        model_abstained=bool(abstain), flagged=bool(model_score and measured and model_score != measured and compared),
-        near_cutoff=near, model_probability=[round(float(v), 4) for v in probs] if probs is not None else None)
+        index=i, col=t.col, row=t.row, x=t.x, y=t.y, width=t.width0, height=t.height0,
+        tumour_cells=len(e.cls), non_tumour_cells=e.non_tumour,
+        counts={c: int((e.cls == c).sum()) for c in CLASSES}, score=measured,
+        defocus_fraction=round(e.defocus, 4), noise_od=round(e.noise, 5), model_score=model_score,
+        model_abstained=bool(e.abstain), flagged=bool(model_score and measured and model_score != measured and compared),
+        near_cutoff=near, model_probability=[round(float(v), 4) for v in e.probs] if e.probs is not None else None)
