@@ -34,28 +34,41 @@ SEEDS = {"tune": 0, "test": 100_000}
 SIZE = dict(width_um=512.0, height_um=512.0)
 
 
-def score_field(spec, folder: Path, workers: int) -> dict:
-    f = render_tissue(spec)
+def write_field(spec, f, folder: Path) -> Path:
+    """The field as a user's file: its JPEG bytes where it was encoded, else a PNG with its pixel size."""
     path = folder / f"f{spec.seed}{'.jpg' if f.encoded else '.png'}"
     if f.encoded:
         path.write_bytes(f.encoded)
-    else:
-        write_image(path, f.rgb, spec.mpp)
+        return path
+    return write_image(path, f.rgb, spec.mpp)
+
+
+def field_row(spec, f, r=None, refusal: Her2PathError | None = None) -> dict:
+    """One field's truth against the result ``r`` (or the ``refusal``, counted as a no-call): its
+    score and percentages, and the true and found class of every matched tumour cell."""
     t = f.truth
     row = {"seed": spec.seed, "axes": f.axes, "guideline": spec.guideline, "negative": spec.negative,
            "truth_score": f.decision.score, "truth_percent": f.decision.percent, "truth_cells": len(t.cls),
            "spec": spec_dict(spec)}
-    try:
-        r = score_ihc(path, guideline=spec.guideline, workers=workers)
-    except Her2PathError as exc:             # refused as a user would see it: counted as a no-call
+    if r is None:
         return {**row, "score": None, "percent": {c: 0.0 for c in CLASSES}, "pred_cells": 0, "matched": 0,
-                "tc": [], "pc": [], "reasons": [exc.one_line()], "warnings": []}
+                "tc": [], "pc": [], "reasons": [refusal.one_line()], "warnings": []}
     pred = np.c_[r.cells.x, r.cells.y]
     ti, pi = match(t.xy_px, pred, 0.6 * spec.cell_um / spec.mpp)
     idx = {c: i for i, c in enumerate(CLASSES)}
     return {**row, "score": r.score, "percent": r.percent_cells, "pred_cells": r.tumour_cells, "matched": len(ti),
             "tc": [idx[c] for c in t.cls[ti]], "pc": [idx[c] for c in np.asarray(r.cells.cls, object)[pi]],
             "reasons": r.reasons, "warnings": r.warnings}
+
+
+def score_field(spec, folder: Path, workers: int) -> dict:
+    f = render_tissue(spec)
+    path = write_field(spec, f, folder)
+    try:
+        r = score_ihc(path, guideline=spec.guideline, workers=workers)
+    except Her2PathError as exc:             # refused as a user would see it: counted as a no-call
+        return field_row(spec, f, refusal=exc)
+    return field_row(spec, f, r)
 
 
 def summarise(rows: list[dict]) -> dict:

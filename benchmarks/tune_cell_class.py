@@ -21,7 +21,6 @@ import numpy as np
 
 from her2path.classify.metrics import qwk
 from her2path.config import CellClassConfig, load_settings
-from her2path.io.writers import write_image
 from her2path.pipeline.ihc_slide import score_ihc
 from her2path.rules.ihc import cell_classes, ihc_decision
 from her2path.rules.tables import load_guideline
@@ -29,7 +28,7 @@ from her2path.schema import CLASSES
 from her2path.synthetic.tissue import random_spec, render_tissue
 
 from .common import CACHE, match, write_results
-from .ihc_random import SEEDS, SIZE
+from .ihc_random import SEEDS, SIZE, write_field
 
 GRID = {"min_stained_fraction": np.round(np.arange(0.02, 0.41, 0.03), 2),
         "complete_fraction": np.round(np.arange(0.2, 0.86, 0.05), 2),
@@ -39,12 +38,13 @@ GRID = {"min_stained_fraction": np.round(np.arange(0.02, 0.41, 0.03), 2),
 
 
 def tuning_fields(n: int, folder: Path):
-    """The ``n`` tuning fields of the randomised generator, each written as a PNG in ``folder``:
-    yields (spec, rendered field, path). Shared by the tuning benchmarks, so they tune on the same fields."""
+    """The ``n`` tuning fields of the randomised generator, each written in ``folder`` as a user's file
+    (JPEG where the field was encoded, as ``benchmarks.ihc_random`` scores them): yields (spec,
+    rendered field, path). Shared by the tuning benchmarks, so they tune on the same fields."""
     for k in range(n):
         spec = random_spec(SEEDS["tune"] + k, guideline=("breast", "gastric")[k % 2], **SIZE)
         f = render_tissue(spec)
-        yield spec, f, write_image(folder / f"f{k}.png", f.rgb, spec.mpp)
+        yield spec, f, write_field(spec, f, folder)
 
 
 def measure(n: int, workers: int) -> list[dict]:

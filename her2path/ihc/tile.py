@@ -1,7 +1,11 @@
 """One tile end to end: unmixing, focus, cells and membrane measurements.
 
-Arrays and physical sizes in, measurements out: no files and no decisions
-here (the pipeline hands the measurements to ``rules.ihc``).
+Two steps: ``segment_tile`` (stains, nuclei, cells, tumour) and
+``measure_tile`` (membranes, nuclear DAB, focus), so that the membrane tests
+can be chosen over many tiles segmented once (``benchmarks.tune_membrane``);
+``analyze_tile`` runs both. Arrays and physical sizes in, measurements out: no
+files and no decisions here (the pipeline hands the measurements to
+``rules.ihc``).
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..config import IhcConfig
-from .cells import membrane_map, segment_cells
+from .cells import Cells, membrane_map, segment_cells
 from .focus import defocus_mask
 from .membrane import measure_membranes
 from .nuclei import detect_nuclei
@@ -46,9 +50,22 @@ class TileCells:
                          self.nucleus_radius[keep], self.features.subset(keep), self.defocus_fraction, self.noise_od)
 
 
-def analyze_tile(rgb: np.ndarray, mpp: float, stains: Stains, cfg: IhcConfig = IhcConfig(),
-                 white: float = 255.0) -> TileCells:
-    """Segment and measure every cell of an RGB tile at ``mpp`` um/px.
+@dataclass
+class TileSegmentation:
+    """A tile's cells before their membranes are measured: what ``measure_tile`` reads."""
+
+    dab: np.ndarray            # (H, W) DAB optical density
+    dab_noise: float           # pixel noise of ``dab`` (``stain.Unmixed.dab_noise``)
+    h: np.ndarray              # (H, W) hematoxylin optical density
+    tissue: np.ndarray         # (H, W) bool
+    cells: Cells
+    tumour: np.ndarray         # (n,) bool
+    features: TumourFeatures   # what the tumour decision read, per cell
+
+
+def segment_tile(rgb: np.ndarray, mpp: float, stains: Stains, cfg: IhcConfig = IhcConfig(),
+                 white: float = 255.0) -> TileSegmentation:
+    """Unmix an RGB tile at ``mpp`` um/px, find its nuclei and cells and decide which are tumour.
 
     Parameters
     ----------
@@ -61,10 +78,6 @@ def analyze_tile(rgb: np.ndarray, mpp: float, stains: Stains, cfg: IhcConfig = I
     cfg : IhcConfig
     white : float
         Intensity of empty glass (the I0 of Beer-Lambert).
-
-    Returns
-    -------
-    TileCells
     """
     u = unmix(rgb, stains, white)
     h, dab = u.h, u.dab
@@ -73,7 +86,13 @@ def analyze_tile(rgb: np.ndarray, mpp: float, stains: Stains, cfg: IhcConfig = I
     mem = membrane_map(dab, mpp, cfg.cells, tissue, u.noise, h)
     cells = segment_cells(h, dab, mpp, nuclei, mem, tissue, cfg.cells)
     tumour, features = classify_tumour(cells, mem, mpp, cfg.tumour, h)
-    m = measure_membranes(dab, cells, mpp, cfg.membrane, pixel_noise=u.dab_noise)
+    return TileSegmentation(dab, u.dab_noise, h, tissue, cells, tumour, features)
+
+
+def measure_tile(seg: TileSegmentation, mpp: float, cfg: IhcConfig = IhcConfig()) -> TileCells:
+    """Membranes, nuclear DAB, focus and outlines of every cell of a segmented tile."""
+    cells, h = seg.cells, seg.h
+    m = measure_membranes(seg.dab, cells, mpp, cfg.membrane, pixel_noise=seg.dab_noise)
     n = len(cells)
     defocus = defocus_mask(h, mpp, cfg.focus) if cfg.focus.enabled else np.zeros(h.shape, bool)
     if n:
@@ -82,13 +101,20 @@ def analyze_tile(rgb: np.ndarray, mpp: float, stains: Stains, cfg: IhcConfig = I
         excluded = defocus[yi, xi]
     else:
         excluded = np.zeros(0, bool)
-    frac = float(defocus[tissue].mean()) if tissue.any() else 0.0
+    frac = float(defocus[seg.tissue].mean()) if seg.tissue.any() else 0.0
     step = max(1, cfg.membrane.rays // OUTLINE_RAYS)
     outline = (m.edge_xy[:, ::step][:, :OUTLINE_RAYS] - cells.xy[:, None, :]) if n else np.zeros((0, OUTLINE_RAYS, 2))
-    nuclear = np.where(cells.nucleus >= 0, nuclei.mean_dab[np.maximum(cells.nucleus, 0)] - m.cytoplasm, 0.0) \
+    nuclear = np.where(cells.nucleus >= 0, cells.nuclei.mean_dab[np.maximum(cells.nucleus, 0)] - m.cytoplasm, 0.0) \
         if n else np.zeros(0)
-    return TileCells(cells.xy, tumour, excluded, m.completeness, m.intensity, m.cytoplasm, nuclear, outline,
-                     cells.radius_px, features, frac, m.noise_od)
+    return TileCells(cells.xy, seg.tumour, excluded, m.completeness, m.intensity, m.cytoplasm, nuclear, outline,
+                     cells.radius_px, seg.features, frac, m.noise_od)
+
+
+def analyze_tile(rgb: np.ndarray, mpp: float, stains: Stains, cfg: IhcConfig = IhcConfig(),
+                 white: float = 255.0) -> TileCells:
+    """Segment and measure every cell of an RGB tile at ``mpp`` um/px (``segment_tile``, then
+    ``measure_tile``; the parameters are ``segment_tile``'s)."""
+    return measure_tile(segment_tile(rgb, mpp, stains, cfg, white), mpp, cfg)
 
 
 def core_cells(tc: TileCells, margin_px: float, size_px: float) -> TileCells:
