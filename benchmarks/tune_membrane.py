@@ -1,6 +1,6 @@
 """Choose the membrane tests (``ihc.membrane``) and the stained-cell cut-off over the generator's tuning seeds.
 
-    python -m benchmarks.tune_membrane [--n 80] [--negatives 12] [--workers 2]
+    python -m benchmarks.tune_membrane [--n 80] [--negatives 24] [--workers 2]
 
 Every tuning field (``benchmarks.tune_cell_class.tuning_fields``: nuisances
 drawn over their whole range, JPEG where the field is, never one preset) and
@@ -11,8 +11,9 @@ each candidate setting only the membranes are measured again
 (``ihc.tile.measure_tile``) and the slide result is assembled by the
 pipeline's own ``assemble``, so every rule (cell classes, the stain pattern,
 the guideline) decides as it does for a user. The settings are searched
-coordinate by coordinate for the best slide-score agreement, ties broken by
-cell QWK, under one hard constraint: no negative scores 2+ or 3+. The test
+coordinate by coordinate: first the fewest negatives scored at all (a
+negative is 0 or a no-call; 1+ would make it HER2-low), then the best
+slide-score agreement, then cell QWK. The test
 seeds are never used here; the chosen setting is checked by
 ``benchmarks.ihc_random --set test``, ``benchmarks.ihc_accuracy`` and
 ``benchmarks.real_ihc``. Writes benchmarks/results/tune_membrane.json.
@@ -43,7 +44,8 @@ GRID = {"membrane.cytoplasm_contrast": [0.2, 0.3, 0.4, 0.5, 0.6],
         "membrane.relative_level": [0.25, 0.3, 0.4, 0.5],
         "membrane.noise_factor": [1.2, 1.5, 1.8, 2.2, 2.6],
         "membrane.arc_faint_od": [0.002, 0.005, 0.01],
-        "membrane.faint_od": [0.01, 0.015, 0.02, 0.03],
+        "membrane.faint_od": [0.02, 0.025, 0.03],   # below 0.02 OD (5% of the light) texture of unstained
+                                                    # real tissue reads as 1+ (a real core: 5% -> 14% 1+)
         "cell_class.min_stained_fraction": [0.06, 0.08, 0.1, 0.14, 0.18]}
 
 _FIELDS: list[dict] = []     # segmented fields, shared with forked workers
@@ -82,16 +84,16 @@ def field_result(i: int, settings: Settings) -> dict:
 
 
 def evaluate(pool, settings: Settings) -> dict:
-    """Summary over the tuning fields (``ihc_random.summarise``) and the negatives scored 2+/3+."""
+    """Summary over the tuning fields (``ihc_random.summarise``) and the negatives scored 1+ or more."""
     rows = pool.starmap(field_result, [(i, settings) for i in range(len(_FIELDS))])
     fields = [r for r in rows if r["negative"] is None]
     s = summarise(fields)
-    s["negatives_2_3"] = sum(r["score"] in ("2+", "3+") for r in rows if r["negative"] is not None)
+    s["negatives_scored"] = sum(r["score"] not in ("0", None) for r in rows if r["negative"] is not None)
     return s
 
 
 def _rank(s: dict) -> tuple:
-    return s["negatives_2_3"] == 0, round(s["score_agreement"], 4), round(s["cell_qwk"], 4)
+    return -s["negatives_scored"], round(s["score_agreement"], 4), round(s["cell_qwk"], 4)
 
 
 def current(settings: Settings) -> dict:
@@ -112,7 +114,7 @@ def search(pool, start: Settings, sweeps: int = 2) -> tuple[dict, list[list]]:
                 cand = {**best, name: v}
                 e = evaluate(pool, with_values(start, cand))
                 print(f"  {name}={v}: agreement {e['score_agreement']:.3f} QWK {e['cell_qwk']:.3f} "
-                      f"negatives 2+/3+ {e['negatives_2_3']}", file=sys.stderr, flush=True)
+                      f"negatives scored {e['negatives_scored']}", file=sys.stderr, flush=True)
                 if _rank(e) > _rank(best_eval):
                     best, best_eval = cand, e
             trail.append([name, best[name], best_eval])
@@ -122,7 +124,7 @@ def search(pool, start: Settings, sweeps: int = 2) -> tuple[dict, list[list]]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=80)
-    ap.add_argument("--negatives", type=int, default=12)
+    ap.add_argument("--negatives", type=int, default=24)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
     settings = load_settings()
@@ -139,9 +141,9 @@ def main(argv=None) -> int:
         with mp.get_context("fork").Pool(args.workers) as pool:
             best, trail = search(pool, settings)
     rows = [[name, value, e["score_agreement"], e["cell_qwk"], e["recall_1plus"], e["percent_mae"]["0"],
-             e["percent_mae"]["1+"], e["negatives_2_3"]] for name, value, e in trail]
+             e["percent_mae"]["1+"], e["negatives_scored"]] for name, value, e in trail]
     print_table(f"Membrane tests, coordinate search over {args.n} tuning fields and {args.negatives} negatives",
-                ["parameter", "value", "agreement", "cell QWK", "1+ recall", "MAE 0", "MAE 1+", "negatives 2+/3+"],
+                ["parameter", "value", "agreement", "cell QWK", "1+ recall", "MAE 0", "MAE 1+", "negatives scored"],
                 rows)
     changed = {k: v for k, v in best.items() if v != current(settings)[k]}
     print("changed:", changed)
