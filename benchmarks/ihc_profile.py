@@ -67,14 +67,11 @@ def profile(path: str, n_tiles: int, mpp: float | None) -> tuple[dict[str, float
     from her2path.classify.model import load_model
     from her2path.config import load_settings
     from her2path.io import open_image
-    from her2path.io.tiling import tile_grid
-    from her2path.pipeline.ihc_slide import _read_with_margin, choose_stains, glass_white
+    from her2path.pipeline.ihc_slide import _read_with_margin, plan_slide
 
     settings = load_settings()
     slide = open_image(path, mpp=mpp)
-    grid = tile_grid(slide, settings, whole_image=slide.plain)
-    white = glass_white(slide, grid)
-    stains = choose_stains(slide, grid, settings, white)
+    grid, white, stains = plan_slide(slide, settings)
     model = load_model(settings.tile_model.weights)[0] if settings.tile_model.enabled else None
     margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
     picks = np.unique(np.linspace(0, len(grid.tiles) - 1, min(n_tiles, len(grid.tiles))).round().astype(int))

@@ -31,8 +31,7 @@ import numpy as np
 from her2path.config import Settings, load_settings
 from her2path.ihc.tile import core_cells, measure_tile, segment_tile
 from her2path.io.slide import open_image
-from her2path.io.tiling import tile_grid
-from her2path.pipeline.ihc_slide import SlideMeasurements, _read_with_margin, assemble, choose_stains, glass_white
+from her2path.pipeline.ihc_slide import SlideMeasurements, _read_with_margin, assemble, plan_slide
 from her2path.rules.tables import load_guideline
 from her2path.synthetic.tissue import NEGATIVES, random_spec, render_tissue
 
@@ -54,14 +53,12 @@ _FIELDS: list[dict] = []     # segmented fields, shared with forked workers
 def segment_field(spec, f, path: Path, settings: Settings) -> dict:
     """The field's tiles segmented as ``measure_ihc`` segments them (membranes not yet measured)."""
     slide = open_image(path)
-    grid = tile_grid(slide, settings, whole_image=slide.plain)
-    white = glass_white(slide, grid)
-    stains = choose_stains(slide, grid, settings, white)
+    grid, white, stains = plan_slide(slide, settings)
     margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
     segs = [segment_tile(_read_with_margin(slide, t, grid.mpp, margin), grid.mpp, stains, settings.ihc,
                          float(np.mean(white))) for t in grid.tiles]
     return {"spec": spec, "field": f, "slide": slide, "grid": grid, "stains": stains, "margin": margin,
-            "segs": segs}
+            "segs": segs, "table": load_guideline(spec.guideline)}
 
 
 def with_values(settings: Settings, values: dict) -> Settings:
@@ -80,7 +77,7 @@ def field_result(i: int, settings: Settings) -> dict:
     tiles = [(core_cells(measure_tile(seg, grid.mpp, settings.ihc), fl["margin"], t.size), (None, False))
              for t, seg in zip(grid.tiles, fl["segs"])]
     m = SlideMeasurements(fl["slide"], grid, fl["stains"], settings, tiles, "", fl["slide"].mpp, None)
-    return field_row(spec, fl["field"], assemble(m, load_guideline(spec.guideline)))
+    return field_row(spec, fl["field"], assemble(m, fl["table"]))
 
 
 def evaluate(pool, settings: Settings) -> dict:

@@ -264,13 +264,20 @@ def measure_ihc(image, mpp: float | None = None, settings: Settings | None = Non
         progress.stage("tissue")
         region = roi if isinstance(roi, Region) or roi is None else \
             load_region(roi, slide.dimensions, settings.tiling.exclude_classes)
-        # a snapshot or core: pale tissue may fill it
-        grid = tile_grid(slide, settings, whole_image=slide.plain, region=region)
-        progress.stage("stains")
-        white = glass_white(slide, grid)
-        stains = choose_stains(slide, grid, settings, white)
+        grid, white, stains = plan_slide(slide, settings, region, progress)
         results = _run_tiles(source, slide, grid, stains, settings, white, pool, progress)
     return SlideMeasurements(slide, grid, stains, settings, results, digest, scan_mpp, region)
+
+
+def plan_slide(slide: SlideImage, settings: Settings, region: Region | None = None,
+               progress: Progress | None = None) -> tuple[TileGrid, np.ndarray, Stains]:
+    """The tiles to analyse, the glass's intensity (per channel) and the slide's stains: what every
+    tile is analysed with (``measure_ihc``; the profiling and tuning benchmarks)."""
+    grid = tile_grid(slide, settings, whole_image=slide.plain, region=region)   # a core: pale tissue may fill it
+    if progress is not None:
+        progress.stage("stains")
+    white = glass_white(slide, grid)
+    return grid, white, choose_stains(slide, grid, settings, white)
 
 
 CELL_COLUMNS = ("x", "y", "cls", "completeness", "intensity", "cytoplasm", "nuclear_dab", "basolateral", "tile",
