@@ -100,7 +100,7 @@ class MembraneConfig(_Section):
                              "stain-free residual channel (more is stain texture)")
     neighbour_overlap: float = Field(0.5, ge=0, le=1)
     relative_level: float = Field(0.4, ge=0, le=1, description="a stained ray reaches this x the cell's typical level")
-    cytoplasm_contrast: float = Field(0.5, ge=0, description="a membrane rises this x the surrounding cytoplasm's "
+    cytoplasm_contrast: float = Field(0.2, ge=0, description="a membrane rises this x the surrounding cytoplasm's "
                                       "DAB OD above it (cytoplasmic staining is not membrane)")
 
 

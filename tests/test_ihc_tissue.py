@@ -209,3 +209,33 @@ def test_generated_blush_leaves_stained_membranes_darker_than_the_cytoplasm():
     assert len(rise) > 20
     assert np.median(blush) > 0.02             # the blush is there ...
     assert np.median(rise) > 0.025             # ... and the membranes rise above it
+
+
+def test_a_brown_filled_cell_keeps_its_cytoplasm_and_its_neighbours_read_no_membrane():
+    # Cytoplasmic DAB (not HER2 membrane staining): in a sheet of cells 12 um apart, one is filled with
+    # 0.3 OD of DAB. Grown over raw DAB, its brown plateau floods from every side at once: the unstained
+    # neighbours take its outer half and read that brown as their own membrane (2+ levels). Grown over
+    # ridges plus plateau edges, the boundaries are the brown cell's edges.
+    from her2path.ihc.cells import membrane_map, segment_cells
+    from her2path.ihc.nuclei import detect_nuclei
+
+    mpp, cfg = 0.5, IhcConfig()
+    yy, xx = np.mgrid[:96, :96]
+    h = np.full((96, 96), 0.04, np.float32)
+    for cy in range(12, 96, 24):
+        for cx in range(12, 96, 24):
+            h[(yy - cy) ** 2 + (xx - cx) ** 2 <= 25] = 0.3          # nuclei 5 um across
+    dab = np.zeros((96, 96), np.float32)
+    dab[24:48, 24:48] = 0.3                                        # the cell at (36, 36), filled
+    h, dab = cv2.GaussianBlur(h, (0, 0), 1.0), cv2.GaussianBlur(dab, (0, 0), 1.0)
+    tissue = np.ones(h.shape, bool)
+    nuclei = detect_nuclei(h, dab, mpp, cfg.nuclei, tissue)
+    cells = segment_cells(h, dab, mpp, nuclei, membrane_map(dab, mpp, cfg.cells, tissue, 0.0, h), tissue,
+                          cfg.cells)
+    brown = cells.territory[36, 36]
+    assert len(nuclei) == 16 and (cells.territory[dab > 0.2] == brown).mean() > 0.95
+    m = measure_membranes(dab, cells, mpp, cfg.membrane)
+    others = np.arange(len(cells)) != brown - 1
+    assert m.cytoplasm[brown - 1] > 0.2
+    # At most two rays of a neighbour, those that graze a corner of the brown square, read its edge.
+    assert m.completeness[others].max() <= 2 / cfg.membrane.rays

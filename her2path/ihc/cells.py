@@ -8,9 +8,11 @@ of seed:
 * every basin of the membrane map that is wide enough for a cell, enclosed by
   membrane in most directions, and holds no nucleus (the nucleus is hidden).
 
-Territories are a watershed from these seeds over the DAB image plus a small
-cost per micrometre from the seed: where membranes are stained the
-boundaries settle on them, elsewhere they fall half-way between seeds
+Territories are a watershed from these seeds over a landscape of the DAB
+image (``watershed_landscape``) plus a small cost per micrometre from the
+seed: where membranes are stained the boundaries settle on them, where a
+cell's cytoplasm is filled with DAB they settle on the edge of the brown
+cell (not half-way into it), elsewhere they fall half-way between seeds
 (Voronoi), and no cell reaches further than ``radius_um`` from its seed.
 
 Examples
@@ -137,6 +139,36 @@ def basin_seeds(mem: MembraneMap, nuclei: Nuclei, tissue: np.ndarray, mpp: float
     return xy
 
 
+def watershed_landscape(dab: np.ndarray, mpp: float) -> np.ndarray:
+    """The relief cells are grown over: DAB ridges (membranes) plus the edges of DAB plateaus (OD).
+
+    The DAB image (smoothed over 0.5 um) is split by a grey opening with a
+    disc 3 um across into its plateaus (cytoplasm filled with DAB, wider than
+    any membrane) and its ridges (membranes, narrower). The relief is the
+    ridges plus the plateaus' edge strength (morphological gradient over
+    1 um): a membrane is a crest the watershed settles on, as before, and the
+    edge of a brown-filled cell is a step it settles on too. Over raw DAB a
+    brown cell's plateau floods from every side at once and its neighbours
+    take its outer half, so that unstained cells beside it read its
+    cytoplasm as their membrane.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dab = np.zeros((60, 60), np.float32)
+    >>> dab[20:40, 20:40] = 0.3                    # a brown-filled cell 10 um across at 0.5 um/px
+    >>> r = watershed_landscape(dab, 0.5)
+    >>> bool(r[30, 30] < 0.05), bool(r[30, 20] > 0.1)     # flat inside, a wall at its edge
+    (True, True)
+    """
+    smooth = cv2.GaussianBlur(dab, (0, 0), 0.5 / mpp)
+    disc = 2 * int(round(1.5 / mpp)) + 1
+    plateau = cv2.morphologyEx(smooth, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (disc, disc)))
+    edge = 2 * int(round(0.5 / mpp)) + 1
+    step = cv2.morphologyEx(plateau, cv2.MORPH_GRADIENT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (edge, edge)))
+    return (smooth - plateau) + step
+
+
 def segment_cells(h: np.ndarray, dab: np.ndarray, mpp: float, nuclei: Nuclei, mem: MembraneMap,
                   tissue: np.ndarray, cfg: CellsConfig = CellsConfig()) -> Cells:
     """Cells of a tile from its nuclei and membrane basins (see the module docstring).
@@ -166,7 +198,7 @@ def segment_cells(h: np.ndarray, dab: np.ndarray, mpp: float, nuclei: Nuclei, me
             cv2.circle(markers, (int(round(x)), int(round(y))), r, n_nuc + 1 + i, -1)
     seeded = markers > 0
     dist = cv2.distanceTransform((~seeded).astype(np.uint8), cv2.DIST_L2, 5)
-    landscape = cv2.GaussianBlur(dab, (0, 0), 0.5 / mpp) + cfg.distance_weight * mpp * dist
+    landscape = watershed_landscape(dab, mpp) + cfg.distance_weight * mpp * dist
     mask = (tissue | seeded) & (dist <= cfg.radius_um / mpp)
     territory = watershed(landscape, markers, mask=mask).astype(np.int32) if (n_nuc + len(basins)) else \
         np.zeros(h.shape, np.int32)
