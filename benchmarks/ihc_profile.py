@@ -67,7 +67,7 @@ def profile(path: str, n_tiles: int, mpp: float | None) -> tuple[dict[str, float
     from her2path.classify.model import load_model
     from her2path.config import load_settings
     from her2path.io import open_image
-    from her2path.pipeline.ihc_slide import _read_with_margin, plan_slide
+    from her2path.pipeline.ihc_slide import plan_slide, read_with_margin
 
     settings = load_settings()
     slide = open_image(path, mpp=mpp)
@@ -78,7 +78,7 @@ def profile(path: str, n_tiles: int, mpp: float | None) -> tuple[dict[str, float
     total: dict[str, float] = defaultdict(float)
     for i in picks:
         t0 = time.perf_counter()
-        rgb = _read_with_margin(slide, grid.tiles[i], grid.mpp, margin)
+        rgb = read_with_margin(slide, grid.tiles[i], grid.mpp, margin)
         total["read"] += time.perf_counter() - t0
         for k, v in stage_times(rgb, grid.mpp, stains, settings, float(np.mean(white)), model).items():
             total[k] += v

@@ -41,8 +41,8 @@ def _geojson(path, exclude_class="Ignore*"):
 def test_the_region_limits_tiles_cells_and_score(two_halves, tmp_path, monkeypatch):
     whole = score_ihc(two_halves, workers=1)
     read = []
-    real_read = ihc_slide._read_with_margin
-    monkeypatch.setattr(ihc_slide, "_read_with_margin", lambda slide, tile, *a: read.append(tile) or
+    real_read = ihc_slide.read_with_margin
+    monkeypatch.setattr(ihc_slide, "read_with_margin", lambda slide, tile, *a: read.append(tile) or
                         real_read(slide, tile, *a))
     r = score_ihc(two_halves, workers=1, roi=_geojson(tmp_path / "roi.geojson"))
     assert whole.score == "2+" or whole.score == "3+"          # the whole image mixes a 3+ and a 0 half

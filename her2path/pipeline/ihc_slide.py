@@ -41,7 +41,9 @@ def glass_white(slide: SlideImage, grid: TileGrid) -> np.ndarray:
     return np.clip(np.median(glass, axis=0), 200, 255).astype(np.float32)
 
 
-def _read_with_margin(slide: SlideImage, tile: Tile, mpp: float, margin_px: int) -> np.ndarray:
+def read_with_margin(slide: SlideImage, tile: Tile, mpp: float, margin_px: int) -> np.ndarray:
+    """The RGB pixels of ``tile`` at ``mpp`` um/px with ``margin_px`` px of context on every side
+    (so that cells near the tile's edge see their neighbours)."""
     k = mpp / slide.mpp                       # level-0 px per analysis px
     m0 = int(round(margin_px * k))
     return slide.read_at_mpp(tile.x - m0, tile.y - m0, tile.size + 2 * margin_px,
@@ -149,7 +151,7 @@ def _tile_job(index: int) -> tuple[int, TileCells, tuple[np.ndarray | None, bool
     slide, grid, settings = _W["slide"], _W["grid"], _W["settings"]
     tile = grid.tiles[index]
     margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
-    rgb = _read_with_margin(slide, tile, grid.mpp, margin)
+    rgb = read_with_margin(slide, tile, grid.mpp, margin)
     white = float(np.mean(_W["white"]))
     tc = core_cells(analyze_tile(rgb, grid.mpp, _W["stains"], settings.ihc, white), margin, tile.size)
     probs = (None, False)

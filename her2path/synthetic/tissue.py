@@ -39,7 +39,7 @@ from skimage.segmentation import expand_labels, find_boundaries
 from ..io.writers import encode_jpeg
 from ..rules.ihc import IhcDecision, ihc_decision
 from ..schema import CLASSES
-from .ihc import PIGMENT_VECTOR, StainVectors, _allocate, _draw_ellipses, jitter_stains
+from .ihc import StainVectors, _allocate, _draw_ellipses, jitter_stains
 
 MORPHOLOGIES = ("solid", "sheet", "glands", "cribriform", "single-file", "signet")
 STROMA = ("fibrous", "muscle", "fat", "lymphocytic")
@@ -214,7 +214,6 @@ def _layout(spec: TissueSpec, rng, shape) -> _Layout:
     mpp, cell = spec.mpp, spec.cell_um / spec.mpp
     H, W = shape
     lumen = np.zeros(shape, bool)
-    apical_map = None
     nuc_scale = rng.uniform(0.38, 0.5)        # nucleus diameter / cell diameter
     if spec.morphology == "glands":
         region = _smooth(rng, shape, 60 / mpp) > np.quantile(_smooth(rng, (64, 64), 4), 1 - spec.tumour_area)
@@ -447,7 +446,6 @@ def _stroma(spec, rng, shape, hem, other, where) -> tuple[list, list]:
     """Paint the non-tumour tissue into ``hem`` / ``other`` where ``where``; returns nuclei positions."""
     mpp, cs = spec.mpp, spec.counterstain
     H, W = shape
-    area_mm2 = where.sum() * mpp * mpp / 1e6
     xy, kinds = [], []
     angle = rng.uniform(0, 180)
 
