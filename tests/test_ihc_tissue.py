@@ -239,3 +239,21 @@ def test_a_brown_filled_cell_keeps_its_cytoplasm_and_its_neighbours_read_no_memb
     assert m.cytoplasm[brown - 1] > 0.2
     # At most two rays of a neighbour, those that graze a corner of the brown square, read its edge.
     assert m.completeness[others].max() <= 2 / cfg.membrane.rays
+
+
+def test_a_membrane_must_carry_dab_not_merely_less_negative_dab():
+    # Real counterstain bluer than the hematoxylin vector unmixes to slightly negative DAB (-0.03 OD) in
+    # the cytoplasm, and borders poorer in hematoxylin (stroma, red cells) read near 0. Measured from
+    # the negative cytoplasm, 2-um borders at 0.02 OD rose as a faint 1+ membrane does (completeness
+    # 0.44), on cores a pathologist sees unstained. The rise is now counted from zero at least; a
+    # border carrying 0.06 OD of DAB on the same cytoplasm is still a membrane.
+    side, step = 240, 24
+    cells = _grid_cells(side, step, step)
+    cfg = IhcConfig().membrane
+    for border, stained in ((0.02, False), (0.06, True)):
+        dab = np.full((side, side), -0.03, np.float32)
+        for k in range(4):
+            dab[:, k::step] = border
+            dab[k::step, :] = border
+        m = measure_membranes(dab, cells, 0.5, cfg, pixel_noise=0.002)
+        assert (np.median(m.completeness) > 0.3) == stained

@@ -237,7 +237,9 @@ def measure_membranes(dab: np.ndarray, cells: Cells, mpp: float,
     inner = np.where(within, val_arc, np.inf).min(axis=2)
     sides = np.maximum(np.where(np.isfinite(outside), outside, cytoplasm[:, None]),
                        np.where(np.isfinite(inner), inner, cytoplasm[:, None]))
-    excess = m_in - np.maximum(cytoplasm[:, None], sides)
+    # The rise is counted from zero at least: a border at 0 OD in a cytoplasm unmixed to -0.03 is not a
+    # stained membrane (red cells and stroma of unstained real cores read as faint 1+ that way).
+    excess = m_in - np.maximum(np.maximum(cytoplasm[:, None], sides), 0.0)
     # Where two membranes merge into one ridge, a ray sees both: attribute by a joint fit.
     level = neighbour_levels(excess, neighbour, cfg.neighbour_overlap)
     own = excess - cfg.neighbour_overlap * np.r_[0.0, level][neighbour]
