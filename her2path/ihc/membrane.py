@@ -13,7 +13,10 @@ the nucleus; it is compared with three references:
 * the tissue just beyond its edge and just inside the membrane: a membrane
   is a ridge, higher than both sides, while DAB filling the cytoplasm only
   steps down at the cell's edge (and a territory that takes in part of a
-  stained neighbour meets a plateau);
+  stained neighbour meets a plateau). The rise is counted from zero DAB at
+  least: a counterstain bluer than the hematoxylin vector unmixes to
+  slightly negative DAB, and a border that merely reaches zero there is not
+  stained;
 * the cytoplasm on both sides (the cell's own and the neighbour's across the
   ray): DAB filling the cytoplasm of a group of cells, with no membrane
   accentuation, is not membrane staining, and a border next to such a cell
