@@ -67,13 +67,13 @@ def profile(path: str, n_tiles: int, mpp: float | None) -> tuple[dict[str, float
     from her2path.classify.model import load_model
     from her2path.config import load_settings
     from her2path.io import open_image
-    from her2path.pipeline.ihc_slide import plan_slide, read_with_margin
+    from her2path.pipeline.ihc_slide import plan_slide, read_with_margin, tile_margin_px
 
     settings = load_settings()
     slide = open_image(path, mpp=mpp)
     grid, white, stains = plan_slide(slide, settings)
     model = load_model(settings.tile_model.weights)[0] if settings.tile_model.enabled else None
-    margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
+    margin = tile_margin_px(settings, grid.mpp)
     picks = np.unique(np.linspace(0, len(grid.tiles) - 1, min(n_tiles, len(grid.tiles))).round().astype(int))
     total: dict[str, float] = defaultdict(float)
     for i in picks:

@@ -31,7 +31,8 @@ import numpy as np
 from her2path.config import Settings, load_settings
 from her2path.ihc.tile import core_cells, measure_tile, segment_tile
 from her2path.io.slide import open_image
-from her2path.pipeline.ihc_slide import SlideMeasurements, assemble, plan_slide, read_with_margin
+from her2path.pipeline.ihc_slide import (SlideMeasurements, assemble, plan_slide, read_with_margin,
+                                         tile_margin_px)
 from her2path.rules.tables import load_guideline
 from her2path.synthetic.tissue import NEGATIVES, random_spec, render_tissue
 
@@ -54,7 +55,7 @@ def segment_field(spec, f, path: Path, settings: Settings) -> dict:
     """The field's tiles segmented as ``measure_ihc`` segments them (membranes not yet measured)."""
     slide = open_image(path)
     grid, white, stains = plan_slide(slide, settings)
-    margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
+    margin = tile_margin_px(settings, grid.mpp)
     segs = [segment_tile(read_with_margin(slide, t, grid.mpp, margin), grid.mpp, stains, settings.ihc,
                          float(np.mean(white))) for t in grid.tiles]
     return {"spec": spec, "field": f, "slide": slide, "grid": grid, "stains": stains, "margin": margin,

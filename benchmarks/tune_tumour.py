@@ -51,7 +51,7 @@ def measure(n: int) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for k, (spec, f, path) in enumerate(tuning_fields(n, Path(tmp))):
             m = ihc_slide.measure_ihc(path, workers=1)
-            margin = int(round(m.settings.ihc.cells.margin_um / m.grid.mpp))
+            margin = ihc_slide.tile_margin_px(m.settings, m.grid.mpp)
             scale = m.grid.mpp / spec.mpp                  # level-0 px per analysis px
             tiles = []
             for tile, (tc, _) in zip(m.grid.tiles, m.tiles):

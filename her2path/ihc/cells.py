@@ -34,6 +34,7 @@ import numpy as np
 from skimage.segmentation import watershed
 
 from ..config import CellsConfig
+from ..filters import disc_opening
 from .nuclei import Nuclei
 
 
@@ -143,7 +144,7 @@ def watershed_landscape(dab: np.ndarray, mpp: float) -> np.ndarray:
     """The relief cells are grown over: DAB ridges (membranes) plus the edges of DAB plateaus (OD).
 
     The DAB image (smoothed over 0.5 um) is split by a grey opening with a
-    disc 3 um across into its plateaus (cytoplasm filled with DAB, wider than
+    disc 3 um across (``filters.disc_opening``) into its plateaus (cytoplasm filled with DAB, wider than
     any membrane) and its ridges (membranes, narrower). The relief is the
     ridges plus the plateaus' edge strength (morphological gradient over
     1 um): a membrane is a crest the watershed settles on, as before, and the
@@ -162,8 +163,7 @@ def watershed_landscape(dab: np.ndarray, mpp: float) -> np.ndarray:
     (True, True)
     """
     smooth = cv2.GaussianBlur(dab, (0, 0), 0.5 / mpp)
-    disc = 2 * int(round(1.5 / mpp)) + 1
-    plateau = cv2.morphologyEx(smooth, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (disc, disc)))
+    plateau = disc_opening(smooth, int(round(1.5 / mpp)))
     edge = 2 * int(round(0.5 / mpp)) + 1
     step = cv2.morphologyEx(plateau, cv2.MORPH_GRADIENT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (edge, edge)))
     return (smooth - plateau) + step

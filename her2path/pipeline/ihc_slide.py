@@ -41,6 +41,11 @@ def glass_white(slide: SlideImage, grid: TileGrid) -> np.ndarray:
     return np.clip(np.median(glass, axis=0), 200, 255).astype(np.float32)
 
 
+def tile_margin_px(settings: Settings, mpp: float) -> int:
+    """Context read around every tile (``ihc.cells.margin_um``), in px at ``mpp`` um/px."""
+    return int(round(settings.ihc.cells.margin_um / mpp))
+
+
 def read_with_margin(slide: SlideImage, tile: Tile, mpp: float, margin_px: int) -> np.ndarray:
     """The RGB pixels of ``tile`` at ``mpp`` um/px with ``margin_px`` px of context on every side
     (so that cells near the tile's edge see their neighbours)."""
@@ -150,7 +155,7 @@ def _tile_job(index: int) -> tuple[int, TileCells, tuple[np.ndarray | None, bool
         raise _W["error"]
     slide, grid, settings = _W["slide"], _W["grid"], _W["settings"]
     tile = grid.tiles[index]
-    margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
+    margin = tile_margin_px(settings, grid.mpp)
     rgb = read_with_margin(slide, tile, grid.mpp, margin)
     white = float(np.mean(_W["white"]))
     tc = core_cells(analyze_tile(rgb, grid.mpp, _W["stains"], settings.ihc, white), margin, tile.size)
@@ -317,7 +322,7 @@ def assemble(m: SlideMeasurements, table: Guideline) -> IhcResult:
     scan_mpp = m.scan_mpp
     model_sha = file_sha256(settings.tile_model.weights) if settings.tile_model.enabled else None
     k = grid.mpp / scan_mpp
-    margin = int(round(settings.ihc.cells.margin_um / grid.mpp))
+    margin = tile_margin_px(settings, grid.mpp)
     parts, non_tumour, per_tile = [], [], []
     excluded = 0
     for i, tile in enumerate(grid.tiles):
