@@ -169,6 +169,44 @@ def test_lymphocytes_are_told_by_darkness_against_round_nuclei_not_pale_stromal_
     assert cand[kind == "tumour"].all() and not cand[kind == "lymph"].any()
 
 
+def test_faint_texture_taken_for_nuclei_does_not_set_the_lymphocyte_darkness_reference():
+    """Gland nuclei (30 um^2, hematoxylin 0.3 OD) among twice as many faint "nuclei" that fibrous
+    stroma's texture makes (0.08 OD, barely above their background): the reference a lymphocyte must
+    be darker than comes from nuclei that stand out, so the gland nuclei are not lymphocytes."""
+    from her2path.config import TumourConfig
+    from her2path.ihc.tumour import TumourFeatures, candidate_nuclei
+
+    kinds = [("gland", 30.0, 1.5, 0.30, 0.15)] * 20 + [("texture", 25.0, 1.3, 0.08, 0.02)] * 40 + \
+        [("lymph", 25.0, 1.1, 0.60, 0.3)] * 5
+    n = len(kinds)
+    f = TumourFeatures(xy_um=np.c_[np.arange(n) * 20.0, np.zeros(n)], has_nucleus=np.ones(n, bool),
+                       area_um2=np.array([k[1] for k in kinds]), axis_ratio=np.array([k[2] for k in kinds]),
+                       mean_h=np.array([k[3] for k in kinds]), contrast=np.array([k[4] for k in kinds]),
+                       coherence=np.zeros(n), membrane_share=np.zeros(n))
+    cand = candidate_nuclei(f, TumourConfig())
+    kind = np.array([k[0] for k in kinds])
+    assert cand[kind == "gland"].all() and not cand[kind == "lymph"].any() and not cand[kind == "texture"].any()
+
+
+def test_many_small_stromal_nuclei_do_not_break_up_a_group_of_large_tumour_cells():
+    """Ten large tumour cells (nuclei 60 um^2, 8.7 um across) 22 um apart in a row, beside thirty small
+    round candidate nuclei (12 um^2) scattered 40 um apart: each cell reaches by its own nucleus, so
+    the tumour cells stay one group; a reach set by the median nucleus (the small ones) broke it up."""
+    from her2path.config import TumourConfig
+    from her2path.ihc.tumour import TumourFeatures, decide_tumour
+
+    big = np.c_[np.arange(10) * 22.0, np.zeros(10)]
+    small = np.c_[np.arange(30) * 40.0, np.full(30, 200.0)]
+    xy = np.r_[big, small]
+    n = len(xy)
+    f = TumourFeatures(xy_um=xy, has_nucleus=np.ones(n, bool), area_um2=np.r_[np.full(10, 60.0), np.full(30, 12.0)],
+                       axis_ratio=np.full(n, 1.3), mean_h=np.full(n, 0.3), contrast=np.full(n, 0.1),
+                       coherence=np.zeros(n), membrane_share=np.zeros(n))
+    cfg = TumourConfig(min_group_cells=8, link_factor=3.0)
+    tumour = decide_tumour(f, cfg)
+    assert tumour[:10].all() and not tumour[10:].any()
+
+
 def test_stain_texture_in_a_stained_field_does_not_raise_the_noise_bar():
     # Cells 12 um across with 1-um membranes 0.2 OD above a brown granular cytoplasm (texture sd 0.06 OD):
     # the cytoplasm's spread is stain, not noise. Measured as noise it lifts the arc threshold over the

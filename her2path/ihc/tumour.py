@@ -89,10 +89,11 @@ def candidate_nuclei(f: TumourFeatures, cfg: TumourConfig = TumourConfig()) -> n
     area, ratio, mean_h, contrast = f.area_um2[has], f.axis_ratio[has], f.mean_h[has], f.contrast[has]
     big = area >= cfg.min_area_um2
     round_ = ratio <= cfg.max_axis_ratio
-    # The typical nucleus a lymphocyte is darker than: the round nuclei of candidate size. Elongated
-    # profiles (fibroblasts, smooth muscle) are paler and would set it too low, and where tumour nuclei
-    # are small, "large" nuclei are mostly those.
-    typical = big & round_
+    # The typical nucleus a lymphocyte is darker than: the round nuclei of candidate size that stand
+    # above their background. Elongated profiles (fibroblasts, smooth muscle) are paler and would set
+    # it too low, as would faint texture taken for nuclei in stroma; and where tumour nuclei are small,
+    # "large" nuclei are mostly those.
+    typical = big & round_ & (contrast >= cfg.min_contrast_od)
     ref = np.median(mean_h[typical] if typical.any() else mean_h)
     xy = f.xy_um[has]
     packed = np.array([len(c) - 1 for c in cKDTree(xy).query_ball_point(xy, cfg.packed_um)])
@@ -102,15 +103,15 @@ def candidate_nuclei(f: TumourFeatures, cfg: TumourConfig = TumourConfig()) -> n
     return out
 
 
-def link_distance(f: TumourFeatures, cand: np.ndarray, cfg: TumourConfig) -> float:
-    """How close (um) two tumour cells of this tile must be to count as touching: ``link_factor``
-    nuclear diameters (the tile's median candidate nucleus), within ``link_um`` limits. Cohesion
-    is judged relative to the cells' own size, so small and large cells are treated alike."""
-    a = f.area_um2[cand & f.has_nucleus]
-    if len(a) == 0:
-        return cfg.link_um[1]
-    diameter = float(np.median(2 * np.sqrt(a / np.pi)))
-    return float(np.clip(cfg.link_factor * diameter, *cfg.link_um))
+def link_reach(f: TumourFeatures, cand: np.ndarray, cfg: TumourConfig) -> np.ndarray:
+    """(n_cells,) how far (um) each cell reaches to touch a neighbour: ``link_factor`` of its own nuclear
+    diameters (cells with a hidden nucleus: the tile's median candidate nucleus), within ``link_um``.
+    Cohesion is judged relative to the cells' own size, so small and large cells are treated alike,
+    and many small stromal nuclei do not shorten the reach of large tumour cells."""
+    diameter = 2 * np.sqrt(f.area_um2 / np.pi)
+    typical = diameter[cand & f.has_nucleus]
+    fill = float(np.median(typical)) if len(typical) else cfg.link_um[1] / cfg.link_factor
+    return np.clip(cfg.link_factor * np.where(np.isfinite(diameter), diameter, fill), *cfg.link_um)
 
 
 def coherence(h: np.ndarray, mpp: float, window_um: float, gradient_um: float = 1.0) -> np.ndarray:
@@ -138,7 +139,7 @@ def decide_tumour(f: TumourFeatures, cfg: TumourConfig = TumourConfig()) -> np.n
     cand = candidate_nuclei(f, cfg)
     stained_region = f.membrane_share >= cfg.min_membrane_fraction
     cand &= (f.coherence <= cfg.max_coherence) | stained_region
-    grouped = in_groups(f.xy_um, cand, link_distance(f, cand, cfg), cfg.min_group_cells)
+    grouped = in_groups(f.xy_um, cand, link_reach(f, cand, cfg), cfg.min_group_cells)
     return cand & (grouped | stained_region)
 
 
@@ -149,15 +150,17 @@ def classify_tumour(cells: Cells, mem: MembraneMap, mpp: float, cfg: TumourConfi
     return decide_tumour(f, cfg), f
 
 
-def in_groups(xy_um: np.ndarray, member: np.ndarray, link_um: float, min_cells: int) -> np.ndarray:
-    """``member`` cells that belong to a group of at least ``min_cells`` members, linked when their
-    centres lie within ``link_um`` of each other.
+def in_groups(xy_um: np.ndarray, member: np.ndarray, reach_um, min_cells: int) -> np.ndarray:
+    """``member`` cells that belong to a group of at least ``min_cells`` members, two members linked
+    when their centres lie within the mean of their reaches (``reach_um``: one for all, or per cell).
 
     Examples
     --------
     >>> xy = np.array([[0, 0], [10, 0], [20, 0], [100, 100]], float)
     >>> in_groups(xy, np.ones(4, bool), 15.0, 3).tolist()
     [True, True, True, False]
+    >>> in_groups(xy, np.ones(4, bool), np.array([8.0, 8.0, 12.0, 12.0]), 3).tolist()   # pairs at most
+    [False, False, False, False]
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -166,7 +169,10 @@ def in_groups(xy_um: np.ndarray, member: np.ndarray, link_um: float, min_cells: 
     out = np.zeros(len(member), bool)
     if len(idx) < min_cells:
         return out
-    pairs = cKDTree(xy_um[idx]).query_pairs(link_um, output_type="ndarray")
+    reach = np.broadcast_to(np.asarray(reach_um, float), member.shape)[idx]
+    pairs = cKDTree(xy_um[idx]).query_pairs(float(reach.max()), output_type="ndarray")
+    d = np.hypot(*(xy_um[idx][pairs[:, 0]] - xy_um[idx][pairs[:, 1]]).T)
+    pairs = pairs[d <= (reach[pairs[:, 0]] + reach[pairs[:, 1]]) / 2]
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(idx),) * 2)
     _, labels = connected_components(graph, directed=False)
     sizes = np.bincount(labels)
