@@ -72,19 +72,19 @@ class CellsConfig(_Section):
 class TumourConfig(_Section):
     """Which cells are invasive tumour (``ihc.tumour``; ``ihc.tumour.classify_tumour``)."""
 
-    min_area_um2: float = Field(20.0, ge=0, description="smaller nuclei: lymphocytes, fibroblast profiles")
-    min_contrast_od: float = Field(0.04, ge=0, description="a tumour nucleus stands at least this above its background")
+    min_area_um2: float = Field(10.0, ge=0, description="smaller nuclei: lymphocytes, fibroblast profiles")
+    min_contrast_od: float = Field(0.05, ge=0, description="a tumour nucleus stands at least this above its background")
     max_axis_ratio: float = Field(2.2, ge=1, description="more elongated nuclei: fibroblasts, smooth muscle")
     max_relative_h: float = Field(1.28, gt=0, description="darker than this x the median nucleus: lymphocytes")
     lymphocyte_max_area_um2: float = Field(40.0, ge=0, description="... when not larger than this")
     packed_um: float = Field(15.0, gt=0, description="elongated nuclei still count when packed: within this")
     packed_neighbours: int = Field(5, ge=1, description="... at least this many nuclei (columnar epithelium)")
     packed_max_axis_ratio: float = Field(3.5, ge=1)
-    link_factor: float = Field(4.0, gt=0, description="cells within this many nuclear diameters are linked")
+    link_factor: float = Field(3.0, gt=0, description="cells within this many nuclear diameters are linked")
     link_um: tuple[float, float] = Field((12.0, 30.0), description="limits of that link distance, um")
-    min_group_cells: int = Field(16, ge=1, description="smaller groups are not tumour (scattered stromal cells)")
+    min_group_cells: int = Field(8, ge=1, description="smaller groups are not tumour (scattered stromal cells)")
     region_um: float = Field(15.0, gt=0, description="Gaussian window of the stained-membrane share")
-    min_membrane_fraction: float = Field(0.08, ge=0, le=1, description="stained membrane share that makes epithelium")
+    min_membrane_fraction: float = Field(0.04, ge=0, le=1, description="stained membrane share that makes epithelium")
     max_coherence: float = Field(0.45, gt=0, le=1, description="aligned-fibre texture above this is not epithelium")
 
 
