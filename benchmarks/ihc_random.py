@@ -34,6 +34,13 @@ SEEDS = {"tune": 0, "test": 100_000}
 SIZE = dict(width_um=512.0, height_um=512.0)
 
 
+def guideline_for(k: int) -> str:
+    """The guideline of the ``k``-th field of a set: breast and gastric in alternating blocks of four.
+    The target score cycles with the seed (``random_spec``), so each guideline sees every score;
+    alternating field by field, breast saw only 0 and 2+ and gastric only 1+ and 3+."""
+    return ("breast", "gastric")[(k // 4) % 2]
+
+
 def write_field(spec, f, folder: Path) -> Path:
     """The field as a user's file: its JPEG bytes where it was encoded, else a PNG with its pixel size."""
     path = folder / f"f{spec.seed}{'.jpg' if f.encoded else '.png'}"
@@ -99,7 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args(argv)
     base = SEEDS[args.set]
-    specs = [random_spec(base + k, guideline=("breast", "gastric")[k % 2], **SIZE) for k in range(args.n)]
+    specs = [random_spec(base + k, guideline=guideline_for(k), **SIZE) for k in range(args.n)]
     negs = [random_spec(base + 50_000 + k, negative=NEGATIVES[k % 3], **SIZE) for k in range(args.negatives)]
     with tempfile.TemporaryDirectory() as tmp, Timer() as t_all:
         rows = [score_field(s, Path(tmp), args.workers) for s in specs]

@@ -28,7 +28,7 @@ from her2path.schema import CLASSES
 from her2path.synthetic.tissue import random_spec, render_tissue
 
 from .common import CACHE, match, write_results
-from .ihc_random import SEEDS, SIZE, write_field
+from .ihc_random import SEEDS, SIZE, guideline_for, write_field
 
 GRID = {"min_stained_fraction": np.round(np.arange(0.02, 0.41, 0.03), 2),
         "complete_fraction": np.round(np.arange(0.2, 0.86, 0.05), 2),
@@ -42,7 +42,7 @@ def tuning_fields(n: int, folder: Path):
     (JPEG where the field was encoded, as ``benchmarks.ihc_random`` scores them): yields (spec,
     rendered field, path). Shared by the tuning benchmarks, so they tune on the same fields."""
     for k in range(n):
-        spec = random_spec(SEEDS["tune"] + k, guideline=("breast", "gastric")[k % 2], **SIZE)
+        spec = random_spec(SEEDS["tune"] + k, guideline=guideline_for(k), **SIZE)
         f = render_tissue(spec)
         yield spec, f, write_field(spec, f, folder)
 
