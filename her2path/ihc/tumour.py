@@ -169,10 +169,10 @@ def in_groups(xy_um: np.ndarray, member: np.ndarray, reach_um, min_cells: int) -
     out = np.zeros(len(member), bool)
     if len(idx) < min_cells:
         return out
-    reach = np.broadcast_to(np.asarray(reach_um, float), member.shape)[idx]
-    pairs = cKDTree(xy_um[idx]).query_pairs(float(reach.max()), output_type="ndarray")
-    d = np.hypot(*(xy_um[idx][pairs[:, 0]] - xy_um[idx][pairs[:, 1]]).T)
-    pairs = pairs[d <= (reach[pairs[:, 0]] + reach[pairs[:, 1]]) / 2]
+    xy, reach = xy_um[idx], np.broadcast_to(np.asarray(reach_um, float), member.shape)[idx]
+    pairs = cKDTree(xy).query_pairs(float(reach.max()), output_type="ndarray")
+    a, b = pairs[:, 0], pairs[:, 1]
+    pairs = pairs[np.hypot(*(xy[a] - xy[b]).T) <= (reach[a] + reach[b]) / 2]
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(idx),) * 2)
     _, labels = connected_components(graph, directed=False)
     sizes = np.bincount(labels)
