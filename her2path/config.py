@@ -186,6 +186,8 @@ class BrightfieldConfig(_Section):
     silver: tuple[float, float, float] = (0.58, 0.60, 0.55)     # black silver dots: HER2
     red: tuple[float, float, float] = (0.10, 0.75, 0.55)        # Fast Red dots: CEP17
     silver_opaque_od: float = Field(1.0, gt=0, description="silver OD above which no colour is left to read")
+    dot_od: float = Field(0.2, gt=0, description="silver or red OD above which a pixel is a dot: the hematoxylin "
+                          "under it is filled in from around it")
     illumination_block_um: float = Field(6.0, gt=0, description="blocks over which the glass brightness "
                                          "(white balance, uneven lamp) is estimated")
 

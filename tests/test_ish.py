@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial import cKDTree
 import pytest
 
 from her2path.ish.count import analyse_field, count_case
@@ -84,6 +85,30 @@ def test_brightfield_dual_ish_group(group):
     cep = sum(int(x.cep17[x.evaluable].sum()) for x in t) / sum(int(x.evaluable.sum()) for x in t)
     assert d.group == group
     assert abs(d.cep17_per_cell - cep) / cep < 0.08     # red CEP17 not read under black silver
+
+
+def test_a_silver_cluster_on_a_nucleus_does_not_make_it_unevaluable():
+    """Dense silver unmixes with a dip in the hematoxylin (deepest in JPEG photographs); left there, a
+    cluster notched its nucleus' outline, so that amplified nuclei were excluded as overlapping ones
+    and HER2 per cell fell."""
+    import cv2
+
+    from her2path.ish.count import brightfield_channels
+    from her2path.synthetic.ish import render_brightfield
+
+    kept = amplified = 0
+    for k in range(2):
+        f = render_brightfield(IshFieldSpec(group=1, seed=40 + k, spot_sigma_um=0.1, cluster_sd_um=0.35,
+                                            brightness_spread=0.3, white_balance=(1.0, 0.89, 0.66),
+                                            vignetting=0.34, hematoxylin=0.35))
+        rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(f.jpeg(90), np.uint8), 1), cv2.COLOR_BGR2RGB)
+        sig = analyse_field(brightfield_channels(rgb, mpp=f.mpp), f.mpp, brightfield=True, jpeg=True)
+        t = f.truth
+        xy = t.nuclei_xy_um[t.evaluable & (t.her2 >= 6)] / f.mpp
+        d, j = cKDTree(sig.nuclei.xy).query(xy, distance_upper_bound=3 / f.mpp)
+        kept += int(sig.nuclei.evaluable[j[np.isfinite(d)]].sum())
+        amplified += len(xy)
+    assert amplified >= 20 and kept >= 0.9 * amplified
 
 
 def test_jpeg_composite_bleed_through_is_not_counted():

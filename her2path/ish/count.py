@@ -35,7 +35,8 @@ def brightfield_channels(rgb: np.ndarray, cfg: BrightfieldConfig = BrightfieldCo
     everywhere. Values are signed (noise is measured on them). Under dense
     silver the camera is near black and the colour is lost, so the red image is
     blanked there (``cfg.silver_opaque_od``, plus one pixel): a cluster's edge
-    is not taken for CEP17.
+    is not taken for CEP17. The hematoxylin under every dot (either dye above
+    ``cfg.dot_od``) is filled in from around it.
     """
     m = np.array([cfg.hematoxylin, cfg.silver, cfg.red], float)
     m /= np.linalg.norm(m, axis=1, keepdims=True)
@@ -44,6 +45,12 @@ def brightfield_channels(rgb: np.ndarray, cfg: BrightfieldConfig = BrightfieldCo
     h, silver, red = (conc[:, i].reshape(rgb.shape[:2]) for i in range(3))
     opaque = cv2.dilate((silver > cfg.silver_opaque_od).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     red[opaque] = np.median(red)
+    # Under a dot the hematoxylin cannot be read (dense silver leaves no colour to unmix, and both dyes
+    # unmix with a dip in it): filled in from around the dot, so that a cluster on a nucleus does not
+    # notch its outline and make the amplified nuclei look like overlapping ones.
+    dots = cv2.dilate(((silver > cfg.dot_od) | (red > cfg.dot_od)).astype(np.uint8), np.ones((3, 3), np.uint8))
+    if dots.any():
+        h = cv2.inpaint(np.ascontiguousarray(h, np.float32), dots, 3, cv2.INPAINT_NS)
     return {"nuclear": h, "her2": silver, "cep17": red, "at_limit": rgb.max(axis=2) <= BLACK_LEVEL}
 
 
