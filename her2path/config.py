@@ -67,6 +67,7 @@ class CellsConfig(_Section):
     min_basin_um: float = Field(3.0, gt=0, description="half-width of a membrane basin that makes a cell")
     enclosed_fraction: float = Field(0.6, gt=0, le=1, description="share of directions a basin is walled in")
     distance_weight: float = Field(0.01, ge=0, description="DAB OD per um from the seed in the watershed")
+    watershed_um: float = Field(1.0, ge=0, description="grid (um) the territories are flooded on (0: the analysis grid)")
 
 
 class TumourConfig(_Section):

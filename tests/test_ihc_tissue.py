@@ -37,11 +37,12 @@ def test_negatives_never_score_2_or_3(negative, seed, tmp_path):
     if negative == "he":                          # no HER2 stain at all: refused, and said why
         assert r.score is None and r.stains.source.startswith("no DAB") and "H&E" in r.stains.source
         assert "no brown DAB" in r.reasons[0] and any("no DAB" in w for w in r.warnings)
-    if seed == 7006:
-        # A few unstained cells whose territory reaches into a neighbour's brown cytoplasm read as intense
-        # complete membranes (>= 1%: breast's unusual pattern); among widespread cytoplasmic DAB that
-        # rare population is not called 2+ but sent for review, with the reason.
-        assert r.score is None and "review by eye" in r.reasons[0] and "cytoplasmic DAB" in r.reasons[0]
+    if negative == "cytoplasm":
+        # Cytoplasmic DAB is said, whether the slide is scored 0 or (where a few unstained cells whose
+        # territory reaches into a neighbour's brown cytoplasm read as intense complete membranes, >= 1%:
+        # breast's unusual pattern) sent for review by eye.
+        assert any("cytoplasmic DAB" in t for t in r.reasons + r.warnings)
+        assert r.score == "0" or (r.score is None and "review by eye" in r.reasons[0])
 
 
 def test_a_nuclear_stain_is_refused_with_the_reason():
@@ -249,7 +250,8 @@ def test_generated_blush_leaves_stained_membranes_darker_than_the_cytoplasm():
     assert np.median(rise) > 0.025             # ... and the membranes rise above it
 
 
-def test_a_brown_filled_cell_keeps_its_cytoplasm_and_its_neighbours_read_no_membrane():
+@pytest.mark.parametrize("watershed_um,grazing_rays", [(0.0, 2), (1.0, 4)])
+def test_a_brown_filled_cell_keeps_its_cytoplasm_and_its_neighbours_read_no_membrane(watershed_um, grazing_rays):
     # Cytoplasmic DAB (not HER2 membrane staining): in a sheet of cells 12 um apart, one is filled with
     # 0.3 OD of DAB. Grown over raw DAB, its brown plateau floods from every side at once: the unstained
     # neighbours take its outer half and read that brown as their own membrane (2+ levels). Grown over
@@ -258,6 +260,7 @@ def test_a_brown_filled_cell_keeps_its_cytoplasm_and_its_neighbours_read_no_memb
     from her2path.ihc.nuclei import detect_nuclei
 
     mpp, cfg = 0.5, IhcConfig()
+    cfg = cfg.model_copy(update={"cells": cfg.cells.model_copy(update={"watershed_um": watershed_um})})
     yy, xx = np.mgrid[:96, :96]
     h = np.full((96, 96), 0.04, np.float32)
     for cy in range(12, 96, 24):
@@ -275,8 +278,10 @@ def test_a_brown_filled_cell_keeps_its_cytoplasm_and_its_neighbours_read_no_memb
     m = measure_membranes(dab, cells, mpp, cfg.membrane)
     others = np.arange(len(cells)) != brown - 1
     assert m.cytoplasm[brown - 1] > 0.2
-    # At most two rays of a neighbour, those that graze a corner of the brown square, read its edge.
-    assert m.completeness[others].max() <= 2 / cfg.membrane.rays
+    # Only the rays of a neighbour that graze a corner of the brown square read its edge: two when the
+    # territories are flooded at full resolution, four on the 1-um grid (a tie between flat Voronoi
+    # boundaries settles one pixel off).
+    assert m.completeness[others].max() <= grazing_rays / cfg.membrane.rays
 
 
 def test_a_membrane_must_carry_dab_not_merely_less_negative_dab():
@@ -295,3 +300,22 @@ def test_a_membrane_must_carry_dab_not_merely_less_negative_dab():
             dab[k::step, :] = border
         m = measure_membranes(dab, cells, 0.5, cfg, pixel_noise=0.002)
         assert (np.median(m.completeness) > 0.3) == stained
+
+
+def test_territories_flooded_on_a_coarser_grid_keep_their_seeds_and_nearly_all_pixels():
+    from her2path.config import CellsConfig
+    from her2path.ihc.cells import membrane_map, segment_cells
+    from her2path.ihc.nuclei import detect_nuclei
+
+    spec = random_spec(3, morphology="solid", width_um=160.0, height_um=160.0, mpp=0.5, jpeg_quality=None)
+    f = render_tissue(spec)
+    u = unmix(f.rgb)
+    tissue = np.ones(u.h.shape, bool)
+    nu = detect_nuclei(u.h, u.dab, 0.5)
+    mem = membrane_map(u.dab, 0.5, CellsConfig(), tissue)
+    fine, coarse = (segment_cells(u.h, u.dab, 0.5, nu, mem, tissue, CellsConfig(watershed_um=w)).territory
+                    for w in (0.0, 1.0))
+    seeds = nu.labels > 0
+    assert (coarse[seeds] == fine[seeds]).all()                      # every nucleus stays whole in its cell
+    assert set(np.unique(coarse)) == set(np.unique(fine))            # every seed grows a cell
+    assert np.mean(coarse == fine) > 0.9                             # boundaries move by half a block at most
