@@ -181,7 +181,7 @@ def grow_territories(landscape: np.ndarray, markers: np.ndarray, mask: np.ndarra
     keep every pixel of their own, so no nucleus is split, and a seed too
     small to hold a block centre still gets one. Boundaries move by at most
     half a block. (Settling the boundaries again at full resolution in a band
-    around them cost more than it saved: scikit-image's queue starts from
+    around them gave back most of the gain: scikit-image's queue starts from
     every seed pixel.)
 
     Examples
