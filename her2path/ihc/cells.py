@@ -200,7 +200,9 @@ def grow_territories(landscape: np.ndarray, markers: np.ndarray, mask: np.ndarra
     pad = ((0, h * step - H), (0, w * step - W))
     coarse = cv2.resize(np.pad(landscape, pad, mode="edge"), (w, h), interpolation=cv2.INTER_AREA)
     seeds = np.pad(markers, pad)[step // 2::step, step // 2::step].copy()
-    lost = np.setdiff1d(np.unique(markers[markers > 0]), np.unique(seeds))
+    n = int(markers.max()) + 1
+    missing = (np.bincount(markers.ravel(), minlength=n) > 0) & (np.bincount(seeds.ravel(), minlength=n) == 0)
+    lost = np.flatnonzero(missing[1:]) + 1
     if len(lost):                    # small seeds that hold no block centre: put them in their blocks
         ys, xs = np.nonzero(np.isin(markers, lost))
         seeds[ys // step, xs // step] = markers[ys, xs]
