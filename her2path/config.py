@@ -76,8 +76,10 @@ class TumourConfig(_Section):
     min_area_um2: float = Field(10.0, ge=0, description="smaller nuclei: lymphocytes, fibroblast profiles")
     min_contrast_od: float = Field(0.05, ge=0, description="a tumour nucleus stands at least this above its background")
     max_axis_ratio: float = Field(2.2, ge=1, description="more elongated nuclei: fibroblasts, smooth muscle")
-    max_relative_h: float = Field(1.28, gt=0, description="darker than this x the median nucleus: lymphocytes")
+    max_relative_h: float = Field(1.28, gt=0, description="darker than this x the typical nucleus: lymphocytes")
     lymphocyte_max_area_um2: float = Field(40.0, ge=0, description="... when not larger than this")
+    lymphocyte_max_axis_ratio: float = Field(1.3, ge=1, description="a dark population rounder than this "
+                                             "(median) is lymphocytes: the typical nucleus is the paler one's")
     packed_um: float = Field(15.0, gt=0, description="elongated nuclei still count when packed: within this")
     packed_neighbours: int = Field(5, ge=1, description="... at least this many nuclei (columnar epithelium)")
     packed_max_axis_ratio: float = Field(3.5, ge=1)

@@ -94,13 +94,56 @@ def candidate_nuclei(f: TumourFeatures, cfg: TumourConfig = TumourConfig()) -> n
     # it too low, as would faint texture taken for nuclei in stroma; and where tumour nuclei are small,
     # "large" nuclei are mostly those.
     typical = big & round_ & (contrast >= cfg.min_contrast_od)
-    ref = np.median(mean_h[typical] if typical.any() else mean_h)
+    ref = darkness_reference(mean_h[typical], area[typical], ratio[typical], cfg) if typical.any() else np.median(mean_h)
     xy = f.xy_um[has]
     packed = np.array([len(c) - 1 for c in cKDTree(xy).query_ball_point(xy, cfg.packed_um)])
     shape_ok = round_ | ((ratio <= cfg.packed_max_axis_ratio) & (packed >= cfg.packed_neighbours))
     lymphocyte = (area <= cfg.lymphocyte_max_area_um2) & (mean_h > cfg.max_relative_h * ref)
     out[has] = big & shape_ok & ~lymphocyte & (contrast >= cfg.min_contrast_od)
     return out
+
+
+def darkness_reference(mean_h: np.ndarray, area_um2: np.ndarray, axis_ratio: np.ndarray,
+                       cfg: TumourConfig = TumourConfig()) -> float:
+    """The hematoxylin OD (mean over the nucleus) of a typical tumour nucleus, which a lymphocyte is
+    ``max_relative_h`` x darker than.
+
+    The median of the given (round, candidate-size) nuclei, unless they fall into two populations
+    (Otsu's threshold on log OD, each of at least 8 nuclei) of which the darker looks like
+    lymphocytes: ``max_relative_h`` x darker than the paler one, small (median area at most
+    ``lymphocyte_max_area_um2`` um^2, and smaller than the paler one's) and round (median axis ratio
+    at most ``lymphocyte_max_axis_ratio``). The paler population's median is then the reference: in a
+    dense infiltrate lymphocytes outnumber the tumour nuclei, the median is a lymphocyte's, and no
+    lymphocyte is darker than itself. The roundness matters on real tissue: the darker half of a
+    tumour's own nuclei, elongated and cut obliquely, is about as much darker and no larger there.
+
+    Examples
+    --------
+    >>> tumour, lymph = np.full(20, 0.25), np.full(80, 0.5)        # four lymphocytes to a tumour nucleus
+    >>> mean_h = np.r_[tumour, lymph] * np.linspace(0.9, 1.1, 100)
+    >>> area, axis_ratio = np.r_[np.full(20, 50.0), np.full(80, 25.0)], np.r_[np.full(20, 1.5), np.full(80, 1.1)]
+    >>> round(darkness_reference(mean_h, area, axis_ratio), 2)
+    0.23
+    >>> round(float(np.median(mean_h)), 2)                          # what the plain median gives
+    0.5
+    >>> round(darkness_reference(mean_h, area, np.full(100, 1.5)), 2)  # dark, small, but not round
+    0.5
+    """
+    from skimage.filters import threshold_otsu
+
+    ref = float(np.median(mean_h))
+    if len(mean_h) < 16:
+        return ref
+    log_h = np.log(np.maximum(mean_h, 1e-3))
+    dark = log_h > threshold_otsu(log_h)
+    if min(dark.sum(), (~dark).sum()) < 8:
+        return ref
+    pale_h, dark_h = np.exp(np.median(log_h[~dark])), np.exp(np.median(log_h[dark]))
+    dark_area, pale_area = np.median(area_um2[dark]), np.median(area_um2[~dark])
+    small = dark_area <= cfg.lymphocyte_max_area_um2 and dark_area < pale_area
+    if dark_h > cfg.max_relative_h * pale_h and small and np.median(axis_ratio[dark]) <= cfg.lymphocyte_max_axis_ratio:
+        return float(pale_h)
+    return ref
 
 
 def link_reach(f: TumourFeatures, cand: np.ndarray, cfg: TumourConfig) -> np.ndarray:
