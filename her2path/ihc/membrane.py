@@ -154,11 +154,28 @@ def sample_rays(images: list[tuple[np.ndarray, int]], xy: np.ndarray, angles: np
 
 
 def territory_centres(territory: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(centroid (n, 2) px, farthest pixel's distance from it (n,) px) of every cell territory."""
+    """(centroid (n, 2) px, farthest pixel's distance from it (n,) px) of every cell territory.
+
+    The farthest pixel of a territory lies on its edge (an inner pixel has a neighbour of its own
+    territory farther from the centroid), so only edge pixels are searched: a tenth of the pixels,
+    the same result.
+
+    Examples
+    --------
+    >>> t = np.zeros((5, 7), np.int32); t[1:4, 1:4] = 1; t[1:4, 4:6] = 2
+    >>> xy, far = territory_centres(t, 2)
+    >>> xy.tolist(), far.round(3).tolist()
+    ([[2.0, 2.0], [4.5, 2.0]], [1.414, 1.118])
+    """
     ys, xs = np.nonzero(territory)
     lab = territory[ys, xs] - 1
     cnt = np.maximum(np.bincount(lab, minlength=n), 1)
     cx, cy = np.bincount(lab, xs, n) / cnt, np.bincount(lab, ys, n) / cnt
+    padded = np.pad(territory, 1)
+    inner = ((padded[:-2, 1:-1] == territory) & (padded[2:, 1:-1] == territory)
+             & (padded[1:-1, :-2] == territory) & (padded[1:-1, 2:] == territory))
+    ys, xs = np.nonzero((territory > 0) & ~inner)
+    lab = territory[ys, xs] - 1
     far = np.zeros(n)
     np.maximum.at(far, lab, np.hypot(xs - cx[lab], ys - cy[lab]))
     return np.c_[cx, cy], far
@@ -197,10 +214,14 @@ def measure_membranes(dab: np.ndarray, cells: Cells, mpp: float,
     # Nuclei, grown by 1 um: a stained nucleus (Ki67, ER, PR) blurs past its edge, and that is not membrane.
     grow = 2 * int(round(1.0 / mpp)) + 1
     nuclei = cv2.dilate((cells.nuclei.labels > 0).astype(np.uint8),
-                        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow))).astype(np.float32)
-    val, lab, nuc = sample_rays([(smooth, cv2.INTER_LINEAR), (cells.territory.astype(np.float32), cv2.INTER_NEAREST),
-                                 (nuclei, cv2.INTER_NEAREST)], origin, ang, radii)
-    own = lab == np.arange(1, n + 1, dtype=np.float32)[:, None, None]
+                        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+    # Territory label and nucleus flag travel in one image (2 x label + flag; exact in float32 below 2^23
+    # cells), so one nearest-neighbour remap reads both.
+    code = (2 * cells.territory + nuclei).astype(np.float32)
+    val, code = sample_rays([(smooth, cv2.INTER_LINEAR), (code, cv2.INTER_NEAREST)], origin, ang, radii)
+    code = code.astype(np.int32)
+    lab, nuc = code >> 1, code & 1
+    own = lab == np.arange(1, n + 1, dtype=np.int32)[:, None, None]
     # Territory edge on each ray: the first sample that leaves the cell.
     R = len(radii)
     edge = np.where(own.all(axis=2), R, np.argmin(own, axis=2))
