@@ -157,8 +157,8 @@ def territory_centres(territory: np.ndarray, n: int) -> tuple[np.ndarray, np.nda
     """(centroid (n, 2) px, farthest pixel's distance from it (n,) px) of every cell territory.
 
     The farthest pixel of a territory lies on its edge (an inner pixel has a neighbour of its own
-    territory farther from the centroid), so only edge pixels are searched: a tenth of the pixels,
-    the same result.
+    territory farther from the centroid), so only edge pixels are searched: the same result from a
+    fraction of the pixels.
 
     Examples
     --------
