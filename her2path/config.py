@@ -80,6 +80,8 @@ class TumourConfig(_Section):
     lymphocyte_max_area_um2: float = Field(40.0, ge=0, description="... when not larger than this")
     lymphocyte_max_axis_ratio: float = Field(1.3, ge=1, description="a dark population rounder than this "
                                              "(median) is lymphocytes: the typical nucleus is the paler one's")
+    infiltrate_cluster_factor: float = Field(2.0, ge=1, description="where lymphocytes were found, dark nuclei up "
+                                             "to this x lymphocyte_max_area_um2 are touching lymphocytes")
     packed_um: float = Field(15.0, gt=0, description="elongated nuclei still count when packed: within this")
     packed_neighbours: int = Field(5, ge=1, description="... at least this many nuclei (columnar epithelium)")
     packed_max_axis_ratio: float = Field(3.5, ge=1)

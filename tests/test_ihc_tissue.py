@@ -171,14 +171,15 @@ def test_lymphocytes_are_told_by_darkness_against_round_nuclei_not_pale_stromal_
 
 
 def test_lymphocytes_that_outnumber_the_tumour_nuclei_are_still_told_by_darkness():
-    """A dense infiltrate: 80 small dark lymphocyte nuclei (25 um^2, 0.5 OD) around 20 tumour nuclei
-    (50 um^2, 0.25 OD). The median nucleus is a lymphocyte, and no lymphocyte is darker than itself;
-    the reference is the paler population's, so the lymphocytes are refused and the tumour kept."""
+    """A dense infiltrate: 80 small dark lymphocyte nuclei (25 um^2, 0.5 OD) and 10 touching pairs of
+    them (one dark object of 50 um^2) around 20 tumour nuclei (50 um^2, 0.25 OD). The median nucleus
+    is a lymphocyte, and no lymphocyte is darker than itself; the reference is the paler population's,
+    so the lymphocytes and the pairs are refused and the tumour kept."""
     from her2path.config import TumourConfig
     from her2path.ihc.tumour import TumourFeatures, candidate_nuclei
 
     rng = np.random.default_rng(3)
-    kinds = [("tumour", 50.0, 1.3, 0.25)] * 20 + [("lymph", 25.0, 1.1, 0.5)] * 80
+    kinds = [("tumour", 50.0, 1.3, 0.25)] * 20 + [("lymph", 25.0, 1.1, 0.5)] * 80 + [("lymph", 50.0, 1.8, 0.5)] * 10
     n = len(kinds)
     f = TumourFeatures(xy_um=rng.uniform(0, 300, (n, 2)), has_nucleus=np.ones(n, bool),
                        area_um2=np.array([k[1] for k in kinds]), axis_ratio=np.array([k[2] for k in kinds]),

@@ -94,19 +94,22 @@ def candidate_nuclei(f: TumourFeatures, cfg: TumourConfig = TumourConfig()) -> n
     # it too low, as would faint texture taken for nuclei in stroma; and where tumour nuclei are small,
     # "large" nuclei are mostly those.
     typical = big & round_ & (contrast >= cfg.min_contrast_od)
-    ref = darkness_reference(mean_h[typical], area[typical], ratio[typical], cfg) if typical.any() else np.median(mean_h)
+    ref, infiltrate = darkness_reference(mean_h[typical], area[typical], ratio[typical], cfg) if typical.any() \
+        else (float(np.median(mean_h)), False)
     xy = f.xy_um[has]
     packed = np.array([len(c) - 1 for c in cKDTree(xy).query_ball_point(xy, cfg.packed_um)])
     shape_ok = round_ | ((ratio <= cfg.packed_max_axis_ratio) & (packed >= cfg.packed_neighbours))
-    lymphocyte = (area <= cfg.lymphocyte_max_area_um2) & (mean_h > cfg.max_relative_h * ref)
+    # In an infiltrate lymphocytes touch, and two of them make one dark object up to twice the size.
+    max_area = cfg.lymphocyte_max_area_um2 * (cfg.infiltrate_cluster_factor if infiltrate else 1.0)
+    lymphocyte = (area <= max_area) & (mean_h > cfg.max_relative_h * ref)
     out[has] = big & shape_ok & ~lymphocyte & (contrast >= cfg.min_contrast_od)
     return out
 
 
 def darkness_reference(mean_h: np.ndarray, area_um2: np.ndarray, axis_ratio: np.ndarray,
-                       cfg: TumourConfig = TumourConfig()) -> float:
-    """The hematoxylin OD (mean over the nucleus) of a typical tumour nucleus, which a lymphocyte is
-    ``max_relative_h`` x darker than.
+                       cfg: TumourConfig = TumourConfig()) -> tuple[float, bool]:
+    """(the hematoxylin OD (mean over the nucleus) of a typical tumour nucleus, which a lymphocyte is
+    ``max_relative_h`` x darker than; whether a lymphocyte population was found).
 
     The median of the given (round, candidate-size) nuclei, unless they fall into two populations
     (Otsu's threshold on log OD, each of at least 8 nuclei) of which the darker looks like
@@ -124,28 +127,30 @@ def darkness_reference(mean_h: np.ndarray, area_um2: np.ndarray, axis_ratio: np.
     >>> tumour, lymph = np.full(20, 0.25), np.full(80, 0.5)        # four lymphocytes to a tumour nucleus
     >>> mean_h = np.r_[tumour, lymph] * np.linspace(0.9, 1.1, 100)
     >>> area, axis_ratio = np.r_[np.full(20, 50.0), np.full(80, 25.0)], np.r_[np.full(20, 1.5), np.full(80, 1.1)]
-    >>> round(darkness_reference(mean_h, area, axis_ratio), 2)
-    0.23
+    >>> ref, infiltrate = darkness_reference(mean_h, area, axis_ratio)
+    >>> round(ref, 2), infiltrate
+    (0.23, True)
     >>> round(float(np.median(mean_h)), 2)                          # what the plain median gives
     0.5
-    >>> round(darkness_reference(mean_h, area, np.full(100, 1.5)), 2)  # dark, small, but not round
-    0.5
+    >>> ref, infiltrate = darkness_reference(mean_h, area, np.full(100, 1.5))  # dark, small, not round
+    >>> round(ref, 2), infiltrate
+    (0.5, False)
     """
     from skimage.filters import threshold_otsu
 
     ref = float(np.median(mean_h))
     if len(mean_h) < 16:
-        return ref
+        return ref, False
     log_h = np.log(np.maximum(mean_h, 1e-3))
     dark = log_h > threshold_otsu(log_h)
     if min(dark.sum(), (~dark).sum()) < 8:
-        return ref
+        return ref, False
     pale_h, dark_h = np.exp(np.median(log_h[~dark])), np.exp(np.median(log_h[dark]))
     dark_area, pale_area = np.median(area_um2[dark]), np.median(area_um2[~dark])
     small = dark_area <= cfg.lymphocyte_max_area_um2 and dark_area < pale_area
     if dark_h > cfg.max_relative_h * pale_h and small and np.median(axis_ratio[dark]) <= cfg.lymphocyte_max_axis_ratio:
-        return float(pale_h)
-    return ref
+        return float(pale_h), True
+    return ref, False
 
 
 def link_reach(f: TumourFeatures, cand: np.ndarray, cfg: TumourConfig) -> np.ndarray:
