@@ -96,6 +96,27 @@ def test_sample_rays_chunks_give_the_same_samples():
     assert whole.shape == (len(xy), 36, len(radii)) and np.array_equal(whole[-5:], one)
 
 
+def test_territory_centres_search_only_edges_and_find_the_same_farthest_pixel():
+    """Irregular territories (a watershed of random seeds, some touching the image border): the
+    farthest pixel found on territory edges is the farthest of all its pixels."""
+    from skimage.segmentation import watershed
+
+    from her2path.ihc.membrane import territory_centres
+
+    rng = np.random.default_rng(5)
+    markers = np.zeros((120, 150), np.int32)
+    markers[rng.integers(0, 120, 40), rng.integers(0, 150, 40)] = np.arange(1, 41)
+    territory = watershed(rng.random((120, 150)).astype(np.float32), markers, mask=rng.random((120, 150)) < 0.9)
+    territory = territory.astype(np.int32)
+    n = int(territory.max())
+    xy, far = territory_centres(territory, n)
+    ys, xs = np.nonzero(territory)
+    lab = territory[ys, xs] - 1
+    brute = np.zeros(n)
+    np.maximum.at(brute, lab, np.hypot(xs - xy[lab, 0], ys - xy[lab, 1]))
+    assert np.array_equal(far, brute)
+
+
 def _grid_cells(side: int, step: int, reach: int) -> Cells:
     """Cells centred on a square grid of ``step`` px, their territories grown ``reach`` px, nuclei hidden."""
     from skimage.segmentation import expand_labels
