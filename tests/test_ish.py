@@ -216,3 +216,31 @@ def test_strong_cross_talk_where_every_signal_echoes_is_counted_once():
                                              f.mpp)]).arrays()
         assert abs(h[ev].mean() - f.truth.her2_per_cell) < 0.1 * f.truth.her2_per_cell
         assert abs(c[ev].mean() - f.truth.cep17_per_cell) < 0.1 * f.truth.cep17_per_cell
+
+
+def test_signals_on_autofluorescence_are_read_against_their_own_surroundings():
+    # Cytoplasm and matrix glow unevenly (autofluorescence 0.08) under sharp signals (PSF 0.12 um),
+    # in an 8-bit composite: a signal's light is taken over ~200 pixels, so a floor set for the whole
+    # image misreads it by a local glow of a tenth of the detection threshold. Read against a ring
+    # around each signal, HER2 and CEP17 per cell stay within 6% (the image floor: up to 11% off).
+    for seed in (71, 72, 73):
+        f = render_fish(IshFieldSpec(group=4, seed=seed, autofluorescence=0.08, spot_sigma_um=0.12))
+        img = f.rgb8().astype(np.float32) / 255
+        h, c, ev = count_case([analyse_field({"her2": img[..., 0], "cep17": img[..., 1], "nuclear": img[..., 2]},
+                                             f.mpp)]).arrays()
+        assert abs(h[ev].mean() - f.truth.her2_per_cell) < 0.06 * f.truth.her2_per_cell
+        assert abs(c[ev].mean() - f.truth.cep17_per_cell) < 0.06 * f.truth.cep17_per_cell
+
+
+def test_a_cep17_signal_beside_an_amplicon_cluster_is_not_taken_for_its_echo():
+    # Clusters of HER2 copies 0.35 um wide, seen at 5-9% in the CEP17 channel: a CEP17 signal a few
+    # tenths of a micrometre from a cluster is within one signal's width of the cluster's centre and
+    # far under its light, as its echo would be. Compared where each blob peaks, the echo sits on the
+    # cluster's peak and the signal on its tail: CEP17 per cell within 3% (whole-blob pairs: 5-7% off).
+    for bleed in (0.05, 0.09):
+        for seed in (81, 82, 83):
+            f = render_fish(IshFieldSpec(group=1, seed=seed, bleed=bleed, cluster_sd_um=0.35))
+            h, c, ev = count_case([analyse_field({"her2": f.image[0], "cep17": f.image[1], "nuclear": f.image[2]},
+                                                 f.mpp)]).arrays()
+            assert abs(c[ev].mean() - f.truth.cep17_per_cell) < 0.03 * f.truth.cep17_per_cell
+

@@ -10,7 +10,7 @@ from scipy.spatial import cKDTree
 from ..config import BrightfieldConfig, IshConfig, IshSpotsConfig
 from ..optics import illumination, optical_density
 from .nuclei import IshNuclei, segment_nuclei
-from .spots import Blobs, copies_from_intensity, detect_blobs, single_reference
+from .spots import Blobs, background_free, copies_from_intensity, detect_blobs, single_reference
 
 
 @dataclass
@@ -67,11 +67,10 @@ def analyse_field(channels: dict[str, np.ndarray], mpp: float, cfg: IshConfig = 
     mask = nuclei.labels > 0
     sigma_um = sc.brightfield_sigma_um if brightfield else sc.fish_sigma_um
     bleed = sc.bleed_jpeg if jpeg else sc.bleed
-    return FieldSignals(nuclei, detect_blobs(channels["her2"], mpp, sigma_um, sc.k_noise, mask,
-                                             at_limit=_at_limit(channels, "her2", brightfield)),
-                        detect_blobs(channels["cep17"], mpp, sigma_um, sc.k_noise, mask,
-                                     at_limit=_at_limit(channels, "cep17", brightfield)),
-                        4 * sigma_um / mpp, bleed)
+    top = {p: background_free(channels[p], mpp, sigma_um) for p in ("her2", "cep17")}
+    blobs = {p: detect_blobs(channels[p], mpp, sigma_um, sc.k_noise, mask, at_limit=_at_limit(channels, p, brightfield),
+                             top=top[p], other=top[q]) for p, q in (("her2", "cep17"), ("cep17", "her2"))}
+    return FieldSignals(nuclei, blobs["her2"], blobs["cep17"], 4 * sigma_um / mpp, bleed)
 
 
 def _at_limit(channels: dict, probe: str, brightfield: bool) -> np.ndarray | None:
@@ -153,11 +152,14 @@ def _copies(fields: list[FieldSignals], spots: IshSpotsConfig, rounds: int = 3) 
     One spot seen in both colours (channel cross-talk, or a JPEG composite's
     shared chroma) is kept in the colour where it is bright and dropped in the
     one where it is under ``bleed`` of that (``spots.bleed``; ``spots.bleed_jpeg``
-    for JPEG composites), both in single-signal units. As
-    bleed-through can outnumber real signals, the references are taken from
-    clear blobs free of the other colour (``_reference_blobs``), and the
-    references and the dropped blobs are found together: each round takes the
-    references from the in-nucleus blobs still counted, then re-decides the pairs.
+    for JPEG composites), both in single-signal units, compared at the blob's
+    brightest pixel (``Blobs.peak_light``, ``other_light``): an echo peaks
+    where its source does, while a signal beside an amplicon cluster peaks on
+    the cluster's tail, not on the cluster. As bleed-through can outnumber
+    real signals, the references are taken from clear blobs free of the other
+    colour (``_reference_blobs``), and the references and the dropped blobs
+    are found together: each round takes the references from the in-nucleus
+    blobs still counted, then re-decides the echoes.
     """
     pairs = [_pairs(f) for f in fields]
     inside = {p: [_owner(getattr(f, p), f.nuclei.labels) > 0 for f in fields] for p in ("her2", "cep17")}
@@ -172,13 +174,12 @@ def _copies(fields: list[FieldSignals], spots: IshSpotsConfig, rounds: int = 3) 
                                                     spots.reference_min_blobs, spots.reference_lone_share))
                for p in inside}
         copies = []
-        for f, (i, j) in zip(fields, pairs):
+        for f in fields:
             h = copies_from_intensity(f.her2.integrated, ref["her2"], spots.cluster_min, spots.faint)
             c = copies_from_intensity(f.cep17.integrated, ref["cep17"], spots.cluster_min, spots.faint)
             if ref["her2"] > 0 and ref["cep17"] > 0:
-                uh, uc = f.her2.integrated[i] / ref["her2"], f.cep17.integrated[j] / ref["cep17"]
-                h[i[uh < f.bleed * uc]] = 0
-                c[j[uc < f.bleed * uh]] = 0
+                h[f.her2.peak_light / ref["her2"] < f.bleed * f.her2.other_light / ref["cep17"]] = 0
+                c[f.cep17.peak_light / ref["cep17"] < f.bleed * f.cep17.other_light / ref["her2"]] = 0
             copies.append((h, c))
         counted = {"her2": [m & (h > 0) for m, (h, _) in zip(inside["her2"], copies)],
                    "cep17": [m & (c > 0) for m, (_, c) in zip(inside["cep17"], copies)]}
