@@ -244,3 +244,22 @@ def test_a_cep17_signal_beside_an_amplicon_cluster_is_not_taken_for_its_echo():
                                                  f.mpp)]).arrays()
             assert abs(c[ev].mean() - f.truth.cep17_per_cell) < 0.03 * f.truth.cep17_per_cell
 
+
+def test_the_overlay_marks_what_was_not_counted_apart_from_the_signals(tmp_path):
+    import cv2
+
+    from her2path.io.writers import write_image
+    from her2path.pipeline.ish_case import NOT_COUNTED, count_ish
+
+    f = render_fish(IshFieldSpec(group=2, seed=64, bleed=0.08))      # every bright signal echoes in the other colour
+    path = write_image(tmp_path / "f.tif", f.cyx(16), f.mpp)
+    count_ish([path], out=tmp_path / "o")
+    overlay = cv2.cvtColor(cv2.imread(str(tmp_path / "o" / "overlay_0.png")), cv2.COLOR_BGR2RGB)
+    field = np.moveaxis(f.cyx(16), 0, -1).astype(np.float32) / 65535
+    sig = analyse_field({"her2": field[..., 0], "cep17": field[..., 1], "nuclear": field[..., 2]}, f.mpp)
+    counts = count_case([sig])
+    dropped = [xy for blobs, c in ((sig.her2, counts.copies[0][0]), (sig.cep17, counts.copies[0][1]))
+               for xy in np.round(blobs.xy[c == 0]).astype(int)]
+    assert len(dropped) >= 10                  # the echoes
+    marked = [np.array_equal(overlay[y, x], NOT_COUNTED) for x, y in dropped]
+    assert np.mean(marked) > 0.9

@@ -193,6 +193,7 @@ class CaseCounts:
     table: dict[str, list]           # columns of schema.NucleusTable
     reference: dict[str, float]      # integrated intensity of one signal, per probe
     saturated: dict[str, int]        # clusters (>= 2 copies) in evaluable nuclei at the camera's limit
+    copies: list[tuple[np.ndarray, np.ndarray]]   # per field: copies of each HER2 and CEP17 blob (0: not counted)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(HER2, CEP17, evaluable) per nucleus as arrays."""
@@ -226,4 +227,4 @@ def count_case(fields: list[FieldSignals], cfg: IshConfig = IshConfig()) -> Case
         table["cep17"] += c.tolist()
         table["evaluable"] += [w == "" for w in why]
         table["why_not"] += why
-    return CaseCounts(table, ref, saturated)
+    return CaseCounts(table, ref, saturated, copies)

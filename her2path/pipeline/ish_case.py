@@ -106,12 +106,19 @@ def count_ish(inputs, channels=DEFAULT_CHANNELS, mpp: float | None = None, brigh
                               guideline_sha256=digest_model(table), input_path=";".join(map(str, paths)),
                               input_sha256=digest_files(paths), mpp_used=float(np.mean(mpps))))
     if out:
-        write_ish_outputs(result, signals, views, Path(out))
+        write_ish_outputs(result, signals, counts.copies, views, Path(out))
     return result
 
 
-def write_ish_outputs(result: IshResult, signals, views, out: Path) -> None:
-    """result.json, nuclei.csv (x, y, her2, cep17, ...) and overlay_N.png per field in ``out``."""
+def write_ish_outputs(result: IshResult, signals, copies, views, out: Path) -> None:
+    """result.json, nuclei.csv (x, y, her2, cep17, ...) and overlay_N.png per field in ``out``.
+
+    The overlay marks each counted signal with a ring of its probe's colour, a
+    cluster with a bold ring and its estimated copies, and each blob not
+    counted (the other colour's echo, under a third of a signal, or outside
+    every nucleus) with a small grey cross, so that a reviewer sees what was
+    counted and what was not.
+    """
     lay = IshLayout(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(lay.result, (result.to_json() + "\n").encode())
@@ -133,10 +140,19 @@ def write_ish_outputs(result: IshResult, signals, views, out: Path) -> None:
             cv2.putText(img, f"{t.her2[k]}/{t.cep17[k]}", (int(t.x[k]) - 14, int(t.y[k]) + 4),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0) if t.evaluable[k] else (150, 150, 150), 1,
                         cv2.LINE_AA)
-        for blobs, color in ((sig.her2, (255, 60, 60)), (sig.cep17, (60, 255, 60))):
-            for x, y in blobs.xy:
-                cv2.circle(img, (int(round(x)), int(round(y))), 5, color, 1, cv2.LINE_AA)
+        for blobs, n_copies, color in ((sig.her2, copies[i][0], HER2_RING), (sig.cep17, copies[i][1], CEP17_RING)):
+            for (x, y), c in zip(np.round(blobs.xy).astype(int), n_copies):
+                if c == 0 or labels[min(y, labels.shape[0] - 1), min(x, labels.shape[1] - 1)] == 0:
+                    cv2.drawMarker(img, (x, y), NOT_COUNTED, cv2.MARKER_TILTED_CROSS, 6, 1)
+                elif c == 1:
+                    cv2.circle(img, (x, y), 5, color, 1, cv2.LINE_AA)
+                else:
+                    cv2.circle(img, (x, y), 9, color, 2, cv2.LINE_AA)
+                    cv2.putText(img, str(int(c)), (x + 9, y - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
         write_image(lay.overlay(i), _with_key(img, [t.why_not[k] for k in sel], i))
+
+
+HER2_RING, CEP17_RING, NOT_COUNTED = (255, 60, 60), (60, 255, 60), (180, 180, 180)   # RGB
 
 
 def _with_key(img: np.ndarray, why_not: list[str], field: int) -> np.ndarray:
@@ -154,10 +170,16 @@ def _with_key(img: np.ndarray, why_not: list[str], field: int) -> np.ndarray:
         y = 20 + 22 * j
         if color is None:                         # the colour key: a circle, then what it marks
             x = 14
-            for label, ring in (("HER2 signal", (255, 60, 60)), ("CEP17 signal", (60, 255, 60))):
-                cv2.circle(key, (x, y - 5), 6, ring, 2, cv2.LINE_AA)
+            for label, ring in (("HER2 signal", HER2_RING), ("CEP17 signal", CEP17_RING),
+                                ("cluster: bold, with its estimated copies", None),
+                                ("not counted: echo of the other colour, too faint or outside nuclei",
+                                 NOT_COUNTED)):
+                if ring is NOT_COUNTED:
+                    cv2.drawMarker(key, (x, y - 5), ring, cv2.MARKER_TILTED_CROSS, 8, 1)
+                else:
+                    cv2.circle(key, (x, y - 5), 6, ring or (230, 230, 230), 2 if ring is None else 1, cv2.LINE_AA)
                 cv2.putText(key, label, (x + 12, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (230, 230, 230), 1, cv2.LINE_AA)
-                x += 12 + cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)[0][0] + 30
+                x += 12 + cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)[0][0] + 24
             continue
         cv2.putText(key, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
     return np.vstack([img, key])
