@@ -45,6 +45,19 @@ def machine() -> dict:
     return {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()}
 
 
+def bigfish_version() -> str:
+    """The Big-FISH that ``import bigfish`` finds: its version and where it lies.
+
+    big-fish-reloaded (the maintained fork) installs as the same ``bigfish``
+    module, so it cannot sit beside Big-FISH 0.6.2 in one environment; to
+    run the peer benchmarks with it, ``pip install --no-deps --target DIR
+    big-fish-reloaded`` and put DIR first on ``PYTHONPATH``.
+    """
+    import bigfish
+
+    return f"{bigfish.__version__} ({Path(bigfish.__file__).parent})"
+
+
 def write_results(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

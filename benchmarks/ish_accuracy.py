@@ -36,7 +36,7 @@ from her2path.pipeline.ish_case import count_ish
 FISH_SIGMA_UM = IshConfig().spots.fish_sigma_um
 from her2path.synthetic.ish import IshFieldSpec, render_brightfield, render_fish
 
-from .common import match, print_table, write_results
+from .common import bigfish_version, match, print_table, write_results
 
 FORMATS = ("png8", "jpeg", "tiff16", "tiff8")
 MATCH_PX = 2.0
@@ -296,7 +296,8 @@ def main(argv=None) -> int:
         ours, bf = summary["FISH all / ours"], summary["FISH all / bigfish"]
         print(f"Big-FISH detect+decompose time / ours (whole analysis incl. nuclei): "
               f"{bf['s_per_field'] / ours['analysis_s_per_field']:.1f}x")
-    path = write_results("ish_accuracy", {"summary": summary, "cases": rows})
+    path = write_results("ish_accuracy", {"bigfish": bigfish_version() if with_bf else None,
+                                          "summary": summary, "cases": rows})
     print(f"wrote {path}")
     return 0
 

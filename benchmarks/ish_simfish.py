@@ -45,7 +45,7 @@ from her2path.pipeline.ish_case import count_ish
 from her2path.rules.ish import ish_group
 from her2path.synthetic.ish import IshFieldSpec, render_fish
 
-from .common import match, print_table, write_results
+from .common import bigfish_version, match, print_table, write_results
 
 NM_PER_PX = 100.0
 MPP = NM_PER_PX / 1000
@@ -254,6 +254,7 @@ def main(argv=None) -> int:
           + ", ".join(f"{w} {speed[w]:.2f} s" for w in who)
           + (f"; Big-FISH / ours = {speed['bigfish'] / speed['ours']:.1f}x" if with_bf else ""))
     path = write_results("ish_simfish", {
+        "bigfish": bigfish_version() if with_bf else None,
         "isolated": {w: {"tp": iso[w][0], "fp": iso[w][1], "fn": iso[w][2], "f1": f1s[w]} for w in who},
         "clusters": {w: {str(k): {"median_error": float(np.median(errors[w][k])),
                                   "median_abs_error": float(np.median(np.abs(errors[w][k]))),
