@@ -162,18 +162,17 @@ def _with_key(img: np.ndarray, why_not: list[str], field: int) -> np.ndarray:
     reasons = Counter(w for w in why_not if w)
     lines = [(f"field {field + 1}: {ok} of {n} nuclei counted (white outline, HER2/CEP17 copies); "
               "grey: not counted", (255, 255, 255)),
-             ("", None)]
+             ((("HER2 signal", HER2_RING), ("CEP17 signal", CEP17_RING),
+               ("cluster: bold, with its estimated copies", None)), None),
+             ((("not counted: echo of the other colour, too faint or outside nuclei", NOT_COUNTED),), None)]
     lines += [(f"  not counted: {k} ({v})", (150, 150, 150)) for k, v in reasons.most_common()]
     h = 22 * len(lines) + 10
     key = np.full((h, img.shape[1], 3), 30, np.uint8)
     for j, (text, color) in enumerate(lines):
         y = 20 + 22 * j
-        if color is None:                         # the colour key: a circle, then what it marks
+        if color is None:                         # the colour key: a mark, then what it marks
             x = 14
-            for label, ring in (("HER2 signal", HER2_RING), ("CEP17 signal", CEP17_RING),
-                                ("cluster: bold, with its estimated copies", None),
-                                ("not counted: echo of the other colour, too faint or outside nuclei",
-                                 NOT_COUNTED)):
+            for label, ring in text:
                 if ring is NOT_COUNTED:
                     cv2.drawMarker(key, (x, y - 5), ring, cv2.MARKER_TILTED_CROSS, 8, 1)
                 else:
