@@ -74,7 +74,7 @@ def ours(image, cfg=IshConfig()):
     b = detect_blobs(image.astype(np.float32), MPP, cfg.spots.fish_sigma_um, cfg.spots.k_noise)
     inside = np.ones(len(b.xy), bool)
     ref = single_reference([b], [inside])
-    return b.xy, copies_from_intensity(b.integrated, ref, cfg.spots.cluster_min, cfg.spots.faint)
+    return b.xy, copies_from_intensity(b.integrated, ref, cfg.spots.cluster_min, cfg.spots.faint, b.separate)
 
 
 def bigfish(image, decompose: bool):

@@ -263,3 +263,25 @@ def test_the_overlay_marks_what_was_not_counted_apart_from_the_signals(tmp_path)
     assert len(dropped) >= 10                  # the echoes
     marked = [np.array_equal(overlay[y, x], NOT_COUNTED) for x, y in dropped]
     assert np.mean(marked) > 0.9
+
+
+def test_two_signals_more_than_a_diameter_apart_count_two_even_when_their_light_runs_together():
+    from her2path.ish.spots import detect_blobs
+
+    # Signals of a wider PSF (0.22 um) than the nominal one (0.15 um: one signal's diameter 4 sigma =
+    # 0.6 um), bright over little noise, as sim-fish draws them: two 0.8 um apart make one blob.
+    mpp, sigma, psf = 0.1, 0.15, 0.22
+    yy, xx = np.mgrid[0:120, 0:200].astype(np.float32)
+
+    def spots(*centres):
+        img = np.full(yy.shape, 0.05, np.float32) + np.random.default_rng(0).normal(0, 0.002, yy.shape).astype(np.float32)
+        for x, y in centres:
+            img += 0.3 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * (psf / mpp) ** 2))
+        return img
+
+    single = detect_blobs(spots((40, 60)), mpp, sigma)
+    ref = float(single.integrated[0])
+    for gap_um, expected in ((0.8, 2), (0.3, 1)):    # apart: two signals; touching: one (the guideline's rule)
+        b = detect_blobs(spots((100, 60), (100 + gap_um / mpp, 60)), mpp, sigma)
+        assert len(b.xy) == 1                            # one blob: the light runs together
+        assert copies_from_intensity(b.integrated, ref, separate=b.separate).tolist() == [expected]

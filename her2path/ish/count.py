@@ -175,8 +175,9 @@ def _copies(fields: list[FieldSignals], spots: IshSpotsConfig, rounds: int = 3) 
                for p in inside}
         copies = []
         for f in fields:
-            h = copies_from_intensity(f.her2.integrated, ref["her2"], spots.cluster_min, spots.faint)
-            c = copies_from_intensity(f.cep17.integrated, ref["cep17"], spots.cluster_min, spots.faint)
+            h = copies_from_intensity(f.her2.integrated, ref["her2"], spots.cluster_min, spots.faint, f.her2.separate)
+            c = copies_from_intensity(f.cep17.integrated, ref["cep17"], spots.cluster_min, spots.faint,
+                                      f.cep17.separate)
             if ref["her2"] > 0 and ref["cep17"] > 0:
                 h[f.her2.peak_light / ref["her2"] < f.bleed * f.her2.other_light / ref["cep17"]] = 0
                 c[f.cep17.peak_light / ref["cep17"] < f.bleed * f.cep17.other_light / ref["her2"]] = 0

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.spatial import cKDTree
 
 from ..filters import disc_opening
 
@@ -25,6 +26,7 @@ class Blobs:
     peak: np.ndarray | None = None        # (n,) band-pass peak of the blob (``threshold`` units: >= 1)
     peak_light: np.ndarray | None = None  # (n,) light at the blob's brightest pixel (PSF-smoothed, floor removed)
     other_light: np.ndarray | None = None  # (n,) the other probe's light at that pixel, the same way
+    separate: np.ndarray | None = None    # (n,) its maxima that lie more than one signal's diameter apart (groups)
 
 
 def background_free(img: np.ndarray, mpp: float, sigma_um: float, cluster_um: float = 1.5) -> np.ndarray:
@@ -102,6 +104,7 @@ def detect_blobs(img: np.ndarray, mpp: float, sigma_um: float, k_noise: float = 
     cy = np.bincount(ids, wp * ys, n - 1) / mass
     maxima = np.bincount(lab[peaks] - 1, minlength=n - 1)
     ok = maxima > 0
+    separate = separate_signals(np.argwhere(peaks), lab[peaks] - 1, n - 1, 4 * s)
     saturated = None
     if at_limit is not None:
         saturated = (np.bincount(ids, at_limit[ys, xs], n - 1) > 0)[ok]
@@ -115,7 +118,32 @@ def detect_blobs(img: np.ndarray, mpp: float, sigma_um: float, k_noise: float = 
         near_other = cv2.GaussianBlur(other, (0, 0), s)
         other_light = near_other[py, px] - float(np.median(near_other[::2, ::2][sample]))
     return Blobs(np.c_[cx, cy][ok], total[ok], maxima[ok], thr, saturated, (fv[last] / thr)[ok],
-                 smooth[py, px] - floor, other_light)
+                 smooth[py, px] - floor, other_light, separate[ok])
+
+
+def separate_signals(points: np.ndarray, blob: np.ndarray, n: int, diameter_px: float) -> np.ndarray:
+    """How many signals the maxima of each of ``n`` blobs show: maxima closer than one signal's
+    diameter to another of the same blob are one signal (the guideline's rule for touching
+    signals), so the count is the number of groups linked at that distance.
+
+    Examples
+    --------
+    >>> pts = np.array([[0, 0], [0, 2], [0, 9], [5, 5]])   # blob 0: two touching maxima, one apart
+    >>> separate_signals(pts, np.array([0, 0, 0, 1]), 3, 4.0).tolist()
+    [2, 1, 0]
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if not len(points):
+        return np.zeros(n, int)
+    pairs = cKDTree(points).query_pairs(diameter_px, output_type="ndarray")
+    pairs = pairs[blob[pairs[:, 0]] == blob[pairs[:, 1]]]
+    m = len(points)
+    _, group = connected_components(coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(m, m)),
+                                    directed=False)
+    first = np.unique(np.c_[blob, group], axis=0)[:, 0]       # one row per (blob, group)
+    return np.bincount(first, minlength=n)
 
 
 def _ring_means(ids: np.ndarray, values: np.ndarray, n: int, least: int = 20) -> np.ndarray:
@@ -133,15 +161,18 @@ def single_reference(blobs: list[Blobs], inside: list[np.ndarray]) -> float:
 
 
 def copies_from_intensity(integrated: np.ndarray, reference: float, cluster_min: float = 2.5,
-                          faint: float = 0.3) -> np.ndarray:
+                          faint: float = 0.3, separate: np.ndarray | None = None) -> np.ndarray:
     """Copies per blob from its light in single-signal ``reference`` units.
 
     Below ``faint`` references: 0 (bleed-through of the other probe or dust, not a
     signal); below ``cluster_min``: 1 (a signal, or two touching same-size signals,
-    which count as one); above: the rounded ratio (a cluster is estimated, not
-    counted as one).
+    which count as one), or, with ``separate`` (``Blobs.separate``), as many
+    signals as the blob shows apart, up to its light (two signals a diameter
+    apart whose light runs together are two); above: the rounded ratio (a
+    cluster is estimated, not counted as one).
     """
     if reference <= 0:
         return np.ones(len(integrated), int)
     ratio = integrated / reference
-    return np.where(ratio < faint, 0, np.where(ratio < cluster_min, 1, np.round(ratio))).astype(int)
+    small = np.ones(len(ratio)) if separate is None else np.clip(np.minimum(separate, np.round(ratio)), 1, None)
+    return np.where(ratio < faint, 0, np.where(ratio < cluster_min, small, np.round(ratio))).astype(int)
