@@ -4,7 +4,8 @@
 
 Every case draws its breast group (a third within 10% of a cut-off), its
 copies per cell and every nuisance from its range (``synthetic.ish.
-random_ish_spec``: PSF, brightness spread, cluster size and shape,
+random_ish_spec``: PSF, brightness spread, cluster size and shape, the least
+spacing of separate signals (1-2 diameters),
 autofluorescence, out-of-focus nuclei, channel bleed, saturation, crowded
 sections, file format; for brightfield the camera white balance, vignetting,
 pale hematoxylin and 0.07 or 0.1 um/px). As a lab does, a case pools fields

@@ -113,6 +113,28 @@ def test_fish_spots_rendered_as_counted():
     assert len(sums) > 5 and np.std(sums) / np.mean(sums) < 0.3
 
 
+def test_randomised_fish_fields_place_separate_signals_down_to_one_diameter_apart():
+    """Real signals lie at any distance; the guideline counts two once they are a signal's diameter
+    apart. The randomised fields draw the least spacing from 1 to 2 diameters (4 sigma each), so some
+    hold separate signals whose light runs together, and none closer than one diameter."""
+    from dataclasses import replace
+
+    from her2path.synthetic.ish import random_ish_spec
+
+    closest = []
+    for seed in range(8):
+        spec, _, axes = random_ish_spec(seed)
+        t = render_fish(replace(spec, layout="isolated")).truth
+        diam = 4 * spec.spot_sigma_um
+        for pts in (t.her2_spots_um[t.her2_cluster == -1], t.cep17_spots_um):
+            d = np.hypot(*(pts[:, None] - pts[None]).transpose(2, 0, 1))
+            d[np.eye(len(pts), dtype=bool)] = np.inf
+            nucleus = np.hypot(*(pts[:, None] - pts[None]).transpose(2, 0, 1)) < 12   # same nucleus or near
+            closest.append(float((d[nucleus & np.isfinite(d)] / diam).min()))
+        assert axes["spacing"] == ("close" if spec.spacing < 1.5 else "apart")
+    assert min(closest) >= 0.999 and sum(c < 1.5 for c in closest) >= 2
+
+
 def test_brightfield_dual_ish():
     f = render_brightfield(IshFieldSpec(group=4, seed=2, mpp=0.2, width_px=700, height_px=700))
     assert f.rgb8().shape == (700, 700, 3) and f.truth.group == 4

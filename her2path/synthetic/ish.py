@@ -57,6 +57,8 @@ class IshFieldSpec:
     brightness_spread: float = 0.0        # lognormal sigma of the signal brightness (0.35: a 3x range)
     cluster_sd_um: float = 0.22           # spread of an amplicon cluster's copies around its centre
     cluster_irregular: bool = False       # clusters made of 2-4 elongated lobes instead of one round one
+    spacing: float = 2.0                  # fewest signal diameters (4 sigma) between separate signals; down to
+                                          #   1, signals whose light runs together that the guideline counts two
     autofluorescence: float = 0.0         # smooth background light in the signal channels (FISH)
     out_of_focus: int = 0                 # blurred nuclei of another focal plane (no countable signals)
     bleed: float = 0.0                    # share of each signal channel seen in the other (FISH)
@@ -221,12 +223,12 @@ def _layout(spec: IshFieldSpec):
                 cluster_id += 1
             singles = k - per * n_clu
         taken = list(h_pts[-(k - singles):]) if k > singles else []
-        sp = _spots_in(rng, singles, c, ax, ang, 2 * diam, taken)
+        sp = _spots_in(rng, singles, c, ax, ang, spec.spacing * diam, taken)
         if len(sp) < singles:       # nucleus too small for the copies: keep the truth exact
             her2[i] -= singles - len(sp)
         h_pts.extend(sp)
         h_clu.extend([-1] * len(sp))
-        cs = _spots_in(rng, cep[i], c, ax, ang, 2 * diam, [])
+        cs = _spots_in(rng, cep[i], c, ax, ang, spec.spacing * diam, [])
         cep[i] = len(cs)
         c_pts.extend(cs)
     evaluable &= (cep > 0) & (her2 > 0)
@@ -379,7 +381,8 @@ def random_ish_spec(seed: int, brightfield: bool = False) -> tuple[IshFieldSpec,
     The breast group (1-5) is drawn, a third of the cases within 10% of a
     cut-off; HER2 and CEP17 copies per cell inside it; spots with a PSF
     sigma of 0.1-0.3 um, a 2-3x brightness spread (lognormal) or none,
-    amplicon clusters 0.5-2.5 um across (round or lobed); FISH with
+    amplicon clusters 0.5-2.5 um across (round or lobed), separate signals
+    one to two signal diameters apart at the least; FISH with
     autofluorescence, out-of-focus nuclei, channel bleed 0-10%, saturated
     exposure in a fifth of the cases and any of the file formats;
     brightfield with a camera white balance, vignetting and pale hematoxylin.
@@ -404,12 +407,14 @@ def random_ish_spec(seed: int, brightfield: bool = False) -> tuple[IshFieldSpec,
                     out_of_focus=int(rng.integers(0, 7)), bleed=float(rng.uniform(0, 0.1)),
                     exposure=float(rng.uniform(2.5, 4.0)) if rng.random() < 0.2 else 1.0)
         fmt = str(rng.choice(FISH_FORMATS))
+    # Drawn from a stream of its own, so that adding it left every other draw of a seed as it was.
+    spec["spacing"] = float(np.random.default_rng([seed, 11]).uniform(1.0, 2.0))
     s = IshFieldSpec(**spec)
     axes = {"group": str(group), "near cut-off": "near" if near else "clear", "layout": s.layout,
             "psf": "sharp" if s.spot_sigma_um < 0.2 else "wide",
             "brightness": "spread" if s.brightness_spread else "even",
             "clusters": ("lobed" if s.cluster_irregular else "round") if s.clustered else "none",
-            "format": fmt}
+            "format": fmt, "spacing": "close" if s.spacing < 1.5 else "apart"}
     if brightfield:
         axes.update({"white balance": "yellow" if s.white_balance[2] < 0.85 else "neutral",
                      "vignetting": "strong" if s.vignetting > 0.2 else "mild",
