@@ -156,10 +156,13 @@ def _copies(fields: list[FieldSignals], spots: IshSpotsConfig, rounds: int = 3) 
     brightest pixel (``Blobs.peak_light``, ``other_light``): an echo peaks
     where its source does, while a signal beside an amplicon cluster peaks on
     the cluster's tail, not on the cluster. As bleed-through can outnumber
-    real signals, the references are taken from clear blobs free of the other
-    colour (``_reference_blobs``), and the references and the dropped blobs
-    are found together: each round takes the references from the in-nucleus
-    blobs still counted, then re-decides the echoes.
+    real signals, the first references are taken from clear blobs free of the
+    other colour (``_reference_blobs``); the later rounds take them from the
+    clear in-nucleus blobs the round before counted as one signal each. Those
+    free of the other colour are a biased few where cross-talk is strong (a
+    bright signal's echo is seen, a dim one's is not: they are the dimmer
+    ones), while the echoes are gone once the first round has found them and
+    the clusters once their light has.
     """
     pairs = [_pairs(f) for f in fields]
     inside = {p: [_owner(getattr(f, p), f.nuclei.labels) > 0 for f in fields] for p in ("her2", "cep17")}
@@ -168,11 +171,14 @@ def _copies(fields: list[FieldSignals], spots: IshSpotsConfig, rounds: int = 3) 
     outshining = {p: [q[p][1] for q in partners] for p in ("her2", "cep17")}
     clear = {p: [getattr(f, p).peak >= spots.reference_snr for f in fields] for p in ("her2", "cep17")}
     counted = {p: [m.copy() for m in inside[p]] for p in inside}
+    previous: dict[str, list[np.ndarray]] = {}
     for _ in range(rounds):
-        ref = {p: single_reference([getattr(f, p) for f in fields],
-                                   _reference_blobs(counted[p], lone[p], outshining[p], clear[p],
-                                                    spots.reference_min_blobs, spots.reference_lone_share))
-               for p in inside}
+        ref = {}
+        for p in inside:
+            chosen = ([c & s & (n == 1) for c, s, n in zip(counted[p], clear[p], previous[p])] if previous else
+                      _reference_blobs(counted[p], lone[p], outshining[p], clear[p], spots.reference_min_blobs,
+                                       spots.reference_lone_share))
+            ref[p] = single_reference([getattr(f, p) for f in fields], chosen)
         copies = []
         for f in fields:
             h = copies_from_intensity(f.her2.integrated, ref["her2"], spots.cluster_min, spots.faint, f.her2.separate)
@@ -182,6 +188,7 @@ def _copies(fields: list[FieldSignals], spots: IshSpotsConfig, rounds: int = 3) 
                 h[f.her2.peak_light / ref["her2"] < f.bleed * f.her2.other_light / ref["cep17"]] = 0
                 c[f.cep17.peak_light / ref["cep17"] < f.bleed * f.cep17.other_light / ref["her2"]] = 0
             copies.append((h, c))
+        previous = {"her2": [h for h, _ in copies], "cep17": [c for _, c in copies]}
         counted = {"her2": [m & (h > 0) for m, (h, _) in zip(inside["her2"], copies)],
                    "cep17": [m & (c > 0) for m, (_, c) in zip(inside["cep17"], copies)]}
     return ref, copies
