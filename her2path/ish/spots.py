@@ -91,13 +91,13 @@ def detect_blobs(img: np.ndarray, mpp: float, sigma_um: float, k_noise: float = 
     lut = np.zeros(len(fy) + 1, np.int32)
     lut[1:] = lab[fy, fx]
     # Every pixel within reach of a blob, and the ring beyond, with the blob it belongs to.
-    cy_, cx_ = np.nonzero(dist <= (reach_um + ring_um) / mpp)
-    owner = lut[near[cy_, cx_]] - 1
-    inner = dist[cy_, cx_] <= reach_um / mpp
-    ys, xs, ids = cy_[inner], cx_[inner], owner[inner]
+    wy, wx = np.nonzero(dist <= (reach_um + ring_um) / mpp)
+    owner = lut[near[wy, wx]] - 1
+    inner = dist[wy, wx] <= reach_um / mpp
+    ys, xs, ids = wy[inner], wx[inner], owner[inner]
     w = top[ys, xs]
     total = np.bincount(ids, w, n - 1) - np.bincount(ids, minlength=n - 1) * _ring_means(
-        owner[~inner], top[cy_[~inner], cx_[~inner]], n - 1)
+        owner[~inner], top[wy[~inner], wx[~inner]], n - 1)
     wp = np.maximum(w, 0)
     mass = np.maximum(np.bincount(ids, wp, n - 1), 1e-12)
     cx = np.bincount(ids, wp * xs, n - 1) / mass
