@@ -158,7 +158,8 @@ def _copies(fields: list[FieldSignals], spots: IshSpotsConfig, rounds: int = 3) 
     the cluster's tail, not on the cluster. As bleed-through can outnumber
     real signals, the first references are taken from clear blobs free of the
     other colour (``_reference_blobs``); the later rounds take them from the
-    clear in-nucleus blobs the round before counted as one signal each. Those
+    clear in-nucleus blobs the round before counted as one signal each (while
+    there are ``spots.reference_min_blobs`` of them). Those
     free of the other colour are a biased few where cross-talk is strong (a
     bright signal's echo is seen, a dim one's is not: they are the dimmer
     ones), while the echoes are gone once the first round has found them and
@@ -175,9 +176,10 @@ def _copies(fields: list[FieldSignals], spots: IshSpotsConfig, rounds: int = 3) 
     for _ in range(rounds):
         ref = {}
         for p in inside:
-            chosen = ([c & s & (n == 1) for c, s, n in zip(counted[p], clear[p], previous[p])] if previous else
-                      _reference_blobs(counted[p], lone[p], outshining[p], clear[p], spots.reference_min_blobs,
-                                       spots.reference_lone_share))
+            chosen = [c & s & (n == 1) for c, s, n in zip(counted[p], clear[p], previous[p])] if previous else []
+            if sum(int(m.sum()) for m in chosen) < spots.reference_min_blobs:
+                chosen = _reference_blobs(counted[p], lone[p], outshining[p], clear[p], spots.reference_min_blobs,
+                                          spots.reference_lone_share)
             ref[p] = single_reference([getattr(f, p) for f in fields], chosen)
         copies = []
         for f in fields:
