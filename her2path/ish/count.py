@@ -10,7 +10,7 @@ from scipy.spatial import cKDTree
 from ..config import BrightfieldConfig, IshConfig, IshSpotsConfig
 from ..optics import illumination, optical_density
 from .nuclei import IshNuclei, segment_nuclei
-from .spots import Blobs, background_free, copies_from_intensity, detect_blobs, single_reference
+from .spots import Blobs, copies_from_intensity, detect_blobs, probe_light, single_reference
 
 
 @dataclass
@@ -67,9 +67,9 @@ def analyse_field(channels: dict[str, np.ndarray], mpp: float, cfg: IshConfig = 
     mask = nuclei.labels > 0
     sigma_um = sc.brightfield_sigma_um if brightfield else sc.fish_sigma_um
     bleed = sc.bleed_jpeg if jpeg else sc.bleed
-    top = {p: background_free(channels[p], mpp, sigma_um) for p in ("her2", "cep17")}
+    light = {p: probe_light(channels[p], mpp, sigma_um, mask) for p in ("her2", "cep17")}
     blobs = {p: detect_blobs(channels[p], mpp, sigma_um, sc.k_noise, mask, at_limit=_at_limit(channels, p, brightfield),
-                             top=top[p], other=top[q]) for p, q in (("her2", "cep17"), ("cep17", "her2"))}
+                             light=light[p], other=light[q]) for p, q in (("her2", "cep17"), ("cep17", "her2"))}
     return FieldSignals(nuclei, blobs["her2"], blobs["cep17"], 4 * sigma_um / mpp, bleed)
 
 

@@ -29,26 +29,55 @@ class Blobs:
     separate: np.ndarray | None = None    # (n,) its maxima that lie more than one signal's diameter apart (groups)
 
 
-def background_free(img: np.ndarray, mpp: float, sigma_um: float, cluster_um: float = 1.5) -> np.ndarray:
-    """A signal image less its background: a grey opening wider than a cluster (``cluster_um``)
-    and than the PSF (4 sigma), so that a cluster's own light is not taken for background."""
+@dataclass
+class ProbeLight:
+    """One probe's image made ready for detection (float32, px)."""
+
+    top: np.ndarray      # light above the background (a grey opening wider than a cluster), its floor removed
+    smooth: np.ndarray   # ``top`` smoothed by the PSF: the light at a pixel, as the echo test reads it
+    dog: np.ndarray      # band-pass (difference of Gaussians at 1 and 1.6 PSF sigma) the signals are found in
+    sample: np.ndarray   # bool, every other row and column: where noise and floor are measured
+
+
+def probe_light(img: np.ndarray, mpp: float, sigma_um: float, noise_mask: np.ndarray | None = None,
+                cluster_um: float = 1.5) -> ProbeLight:
+    """A signal image (bright = signal, PSF sigma ``sigma_um``) less its background, smoothed and
+    band-passed (``ProbeLight``).
+
+    The background is a grey opening wider than a cluster (``cluster_um``) and
+    than the PSF (4 sigma), so that a cluster's own light is not taken for
+    background. ``noise_mask`` (e.g. the nuclei) is where noise and floor are
+    measured: signals are sought there, and shot noise is higher there than on
+    the dark glass. A top-hat is never negative: its median over signal-free
+    pixels is a floor that would otherwise pile up over an integration region;
+    it is taken after the PSF blur, so that 8-bit quantisation does not round it
+    to a whole grey level.
+    """
+    s = sigma_um / mpp
     img = img.astype(np.float32)
-    return img - disc_opening(img, max(2, int(round(max(4 * sigma_um / mpp, cluster_um / mpp)))))
+    top = img - disc_opening(img, max(2, int(round(max(4 * s, cluster_um / mpp)))))
+    smooth = cv2.GaussianBlur(top, (0, 0), s)
+    dog = smooth - cv2.GaussianBlur(top, (0, 0), 1.6 * s)
+    where = noise_mask if noise_mask is not None and noise_mask.sum() > 100 else np.ones(img.shape, bool)
+    # Every other row and column (a quarter of the pixels; neighbours are correlated by the blur, so
+    # the robust estimates barely move).
+    sample = where[::2, ::2]
+    floor = float(np.median(smooth[::2, ::2][sample]))
+    return ProbeLight(top - floor, smooth - floor, dog, sample)
 
 
 def detect_blobs(img: np.ndarray, mpp: float, sigma_um: float, k_noise: float = 6.0,
                  noise_mask: np.ndarray | None = None, cluster_um: float = 1.5,
                  reach_um: float = 0.6, ring_um: float = 0.5, at_limit: np.ndarray | None = None,
-                 top: np.ndarray | None = None, other: np.ndarray | None = None) -> Blobs:
+                 light: ProbeLight | None = None, other: ProbeLight | None = None) -> Blobs:
     """Spots in a signal image (bright = signal) whose PSF sigma is ``sigma_um``.
 
-    ``noise_mask`` (e.g. the nuclei) is where the noise is measured: signals are
-    sought there, and shot noise is higher there than on the dark glass. The
-    background is removed by ``background_free`` (``top``: its result, if it
-    was already computed). With ``other`` (the other probe's
-    ``background_free`` image), each blob's light and the other probe's at its
-    brightest pixel are kept (``peak_light``, ``other_light``): an echo of the
-    other colour peaks where that colour does. A blob's light is summed
+    The image is prepared by ``probe_light`` (``light``: its result, if it was
+    already computed); the detection threshold is ``k_noise`` times the robust
+    noise of the band-pass image where ``noise_mask`` holds. With ``other``
+    (the other probe's ``probe_light``), each blob's light and the other
+    probe's at its brightest pixel are kept (``peak_light``, ``other_light``):
+    an echo of the other colour peaks where that colour does. A blob's light is summed
     over every pixel within ``reach_um`` of it, less the mean of a ring
     ``ring_um`` wide just outside that (aperture photometry): autofluorescence
     and the nucleus' own glow vary within a nucleus, and summed over the ~200
@@ -59,20 +88,10 @@ def detect_blobs(img: np.ndarray, mpp: float, sigma_um: float, k_noise: float = 
     saturated: their integrated light, and so their copies, is a lower bound.
     """
     s = sigma_um / mpp
-    top = background_free(img, mpp, sigma_um, cluster_um) if top is None else top
-    smooth = cv2.GaussianBlur(top, (0, 0), s)
-    dog = smooth - cv2.GaussianBlur(top, (0, 0), 1.6 * s)
-    where = noise_mask if noise_mask is not None and noise_mask.sum() > 100 else np.ones(img.shape, bool)
-    # Noise and floor from every other row and column (a quarter of the pixels; neighbours are
-    # correlated by the blur, so the robust estimates barely move).
-    sample = where[::2, ::2]
-    ref = dog[::2, ::2][sample]
+    light = probe_light(img, mpp, sigma_um, noise_mask, cluster_um) if light is None else light
+    top, smooth, dog = light.top, light.smooth, light.dog
+    ref = dog[::2, ::2][light.sample]
     noise = 1.4826 * float(np.median(np.abs(ref - np.median(ref)))) + 1e-9
-    # A top-hat is never negative: its median over signal-free pixels is the noise floor that
-    # would otherwise pile up over an integration region. Taken after a blur, so that 8-bit
-    # quantisation does not round the floor to a whole grey level.
-    floor = float(np.median(smooth[::2, ::2][sample]))
-    top = top - floor
     thr = k_noise * noise
     fg = (dog > thr).astype(np.uint8)
     n, lab = cv2.connectedComponents(fg, connectivity=8)
@@ -113,12 +132,8 @@ def detect_blobs(img: np.ndarray, mpp: float, sigma_um: float, k_noise: float = 
     order = np.lexsort((fv, fl))
     last = order[np.r_[np.flatnonzero(np.diff(fl[order])), len(order) - 1]]
     py, px = fy[last][ok], fx[last][ok]
-    other_light = None
-    if other is not None:
-        near_other = cv2.GaussianBlur(other, (0, 0), s)
-        other_light = near_other[py, px] - float(np.median(near_other[::2, ::2][sample]))
     return Blobs(np.c_[cx, cy][ok], total[ok], maxima[ok], thr, saturated, (fv[last] / thr)[ok],
-                 smooth[py, px] - floor, other_light, separate[ok])
+                 smooth[py, px], None if other is None else other.smooth[py, px], separate[ok])
 
 
 def separate_signals(points: np.ndarray, blob: np.ndarray, n: int, diameter_px: float) -> np.ndarray:
