@@ -85,6 +85,9 @@ class TumourConfig(_Section):
     packed_um: float = Field(15.0, gt=0, description="elongated nuclei still count when packed: within this")
     packed_neighbours: int = Field(5, ge=1, description="... at least this many nuclei (columnar epithelium)")
     packed_max_axis_ratio: float = Field(3.5, ge=1)
+    enlarged_factor: float = Field(2.5, gt=1, description="nuclei this many times the tile's median nucleus (area) "
+                                   "are tumour without a group and may be as elongated as packed ones (scattered "
+                                   "signet-ring and poorly cohesive cells)")
     link_factor: float = Field(3.0, gt=0, description="cells within this many nuclear diameters are linked")
     link_um: tuple[float, float] = Field((12.0, 30.0), description="limits of that link distance, um")
     min_group_cells: int = Field(8, ge=1, description="smaller groups are not tumour (scattered stromal cells)")

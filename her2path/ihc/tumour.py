@@ -93,12 +93,13 @@ def candidate_nuclei(f: TumourFeatures, cfg: TumourConfig = TumourConfig()) -> n
     # above their background. Elongated profiles (fibroblasts, smooth muscle) are paler and would set
     # it too low, as would faint texture taken for nuclei in stroma; and where tumour nuclei are small,
     # "large" nuclei are mostly those.
-    typical = big & round_ & (contrast >= cfg.min_contrast_od)
+    large = enlarged(f, cfg)[has]
+    typical = big & (round_ | large) & (contrast >= cfg.min_contrast_od)
     ref, infiltrate = darkness_reference(mean_h[typical], area[typical], ratio[typical], cfg) if typical.any() \
         else (float(np.median(mean_h)), False)
     xy = f.xy_um[has]
     packed = np.array([len(c) - 1 for c in cKDTree(xy).query_ball_point(xy, cfg.packed_um)])
-    shape_ok = round_ | ((ratio <= cfg.packed_max_axis_ratio) & (packed >= cfg.packed_neighbours))
+    shape_ok = round_ | ((ratio <= cfg.packed_max_axis_ratio) & ((packed >= cfg.packed_neighbours) | large))
     # In an infiltrate lymphocytes touch, and two of them make one dark object up to twice the size.
     max_area = cfg.lymphocyte_max_area_um2 * (cfg.infiltrate_cluster_factor if infiltrate else 1.0)
     lymphocyte = (area <= max_area) & (mean_h > cfg.max_relative_h * ref)
@@ -153,6 +154,14 @@ def darkness_reference(mean_h: np.ndarray, area_um2: np.ndarray, axis_ratio: np.
     return ref, False
 
 
+def enlarged(f: TumourFeatures, cfg: TumourConfig = TumourConfig()) -> np.ndarray:
+    """(n_cells,) bool: nuclei at least ``enlarged_factor`` x the area of the tile's median nucleus."""
+    area = f.area_um2[f.has_nucleus]
+    if not len(area):
+        return np.zeros(len(f), bool)
+    return f.has_nucleus & (np.nan_to_num(f.area_um2) >= cfg.enlarged_factor * float(np.median(area)))
+
+
 def link_reach(f: TumourFeatures, cand: np.ndarray, cfg: TumourConfig) -> np.ndarray:
     """(n_cells,) how far (um) each cell reaches to touch a neighbour: ``link_factor`` of its own nuclear
     diameters (cells with a hidden nucleus: the tile's median candidate nucleus), within ``link_um``.
@@ -190,7 +199,7 @@ def decide_tumour(f: TumourFeatures, cfg: TumourConfig = TumourConfig()) -> np.n
     stained_region = f.membrane_share >= cfg.min_membrane_fraction
     cand &= (f.coherence <= cfg.max_coherence) | stained_region
     grouped = in_groups(f.xy_um, cand, link_reach(f, cand, cfg), cfg.min_group_cells)
-    return cand & (grouped | stained_region)
+    return cand & (grouped | stained_region | enlarged(f, cfg))
 
 
 def classify_tumour(cells: Cells, mem: MembraneMap, mpp: float, cfg: TumourConfig = TumourConfig(),
