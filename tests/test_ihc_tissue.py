@@ -360,3 +360,39 @@ def test_territories_flooded_on_a_coarser_grid_keep_their_seeds_and_nearly_all_p
     assert (coarse[seeds] == fine[seeds]).all()                      # every nucleus stays whole in its cell
     assert set(np.unique(coarse)) == set(np.unique(fine))            # every seed grows a cell
     assert np.mean(coarse == fine) > 0.9                             # boundaries move by half a block at most
+
+
+def test_scattered_enlarged_nuclei_are_tumour_without_a_group():
+    """Twelve signet-ring-like cells (crescent nuclei of 90 um^2, axis ratio 2.6) scattered 60 um apart
+    among sixty fibroblast profiles (28 um^2, axis ratio 3.0) and thirty lymphocytes: no group holds
+    them, but their nuclei are three times the tile's median, so they are tumour; the stromal cells
+    are not."""
+    from her2path.config import TumourConfig
+    from her2path.ihc.tumour import TumourFeatures, decide_tumour
+
+    rng = np.random.default_rng(5)
+    kinds = [("signet", 90.0, 2.6, 0.25)] * 12 + [("fibro", 28.0, 3.0, 0.25)] * 60 + [("lymph", 25.0, 1.1, 0.55)] * 30
+    n = len(kinds)
+    xy = np.r_[np.c_[np.arange(12) * 60.0, np.zeros(12)], rng.uniform(0, 700, (n - 12, 2)) + [0, 30]]
+    f = TumourFeatures(xy_um=xy, has_nucleus=np.ones(n, bool), area_um2=np.array([k[1] for k in kinds]),
+                       axis_ratio=np.array([k[2] for k in kinds]), mean_h=np.array([k[3] for k in kinds]),
+                       contrast=np.full(n, 0.15), coherence=np.zeros(n), membrane_share=np.zeros(n))
+    kind = np.array([k[0] for k in kinds])
+    tumour = decide_tumour(f, TumourConfig())
+    assert tumour[kind == "signet"].all() and not tumour[kind != "signet"].any()
+
+
+def test_an_infiltrate_is_told_when_pale_small_nuclei_join_the_tumour_population():
+    """A dense infiltrate around scattered tumour cells: 400 dark lymphocytes (26 um^2, 0.65 OD) and 60
+    paler lymphocyte-sized profiles (25 um^2, 0.34 OD) beside 50 tumour nuclei (45 um^2, 0.34 OD). The
+    paler population's median area is then a lymphocyte's, no larger than the dark one's; the dark
+    round population is still lymphocytes, and the reference the paler one's."""
+    from her2path.config import TumourConfig
+    from her2path.ihc.tumour import darkness_reference
+
+    rng = np.random.default_rng(7)
+    h = np.r_[np.full(400, 0.65), np.full(60, 0.34), np.full(50, 0.34)] * rng.uniform(0.9, 1.1, 510)
+    area = np.r_[np.full(400, 26.5), np.full(60, 25.0), np.full(50, 45.0)]
+    ratio = np.r_[np.full(400, 1.2), np.full(60, 1.6), np.full(50, 1.8)]
+    ref, infiltrate = darkness_reference(h, area, ratio, TumourConfig())
+    assert infiltrate and ref < 0.4

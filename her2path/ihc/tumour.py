@@ -13,7 +13,11 @@ Two levels, because stroma, smooth muscle and lymphocytes each fool one:
   diameters of the next (relative to the cells' size), or lie where stained
   membranes make at least ``min_membrane_fraction`` of the tissue (Gaussian
   window of ``region_um``). Scattered stromal or muscle cells that pass the
-  cell test fail both;
+  cell test fail both. Enlarged nuclei (``enlarged_factor`` x the area of
+  the tile's median nucleus) need no group and may be as elongated as packed
+  ones: poorly cohesive carcinoma (signet-ring cells, whose nucleus the
+  mucin flattens into a crescent) lies scattered in the stroma, and nuclear
+  enlargement is what sets it apart from the stromal cells around it;
 * the texture: smooth muscle and dense fibrous stroma are made of aligned
   fibres, epithelium is not. Where the hematoxylin texture's orientation
   coherence (structure tensor over ``region_um``) exceeds ``max_coherence``
@@ -115,8 +119,10 @@ def darkness_reference(mean_h: np.ndarray, area_um2: np.ndarray, axis_ratio: np.
     The median of the given (round, candidate-size) nuclei, unless they fall into two populations
     (Otsu's threshold on log OD, each of at least 8 nuclei) of which the darker looks like
     lymphocytes: ``max_relative_h`` x darker than the paler one, small (median area at most
-    ``lymphocyte_max_area_um2`` um^2, and smaller than the paler one's) and round (median axis ratio
-    at most ``lymphocyte_max_axis_ratio``). The paler population's median is then the reference: in a
+    ``lymphocyte_max_area_um2`` um^2) and round (median axis ratio at most
+    ``lymphocyte_max_axis_ratio``). It need not be smaller than the paler population: where an
+    infiltrate surrounds scattered tumour cells, pale lymphocytes and stromal profiles join the paler
+    population and make its median area a lymphocyte's too. The paler population's median is then the reference: in a
     dense infiltrate lymphocytes outnumber the tumour nuclei, the median is a lymphocyte's, and no
     lymphocyte is darker than itself. The roundness matters on real tissue: on the real 3+ core of
     ``benchmarks.real_ihc`` the darker half of the tumour's own nuclei (median axis ratio 1.5) is
@@ -147,8 +153,7 @@ def darkness_reference(mean_h: np.ndarray, area_um2: np.ndarray, axis_ratio: np.
     if min(dark.sum(), (~dark).sum()) < 8:
         return ref, False
     pale_h, dark_h = np.exp(np.median(log_h[~dark])), np.exp(np.median(log_h[dark]))
-    dark_area, pale_area = np.median(area_um2[dark]), np.median(area_um2[~dark])
-    small = dark_area <= cfg.lymphocyte_max_area_um2 and dark_area < pale_area
+    small = np.median(area_um2[dark]) <= cfg.lymphocyte_max_area_um2
     if dark_h > cfg.max_relative_h * pale_h and small and np.median(axis_ratio[dark]) <= cfg.lymphocyte_max_axis_ratio:
         return float(pale_h), True
     return ref, False
