@@ -42,7 +42,8 @@ GRID = {"min_area_um2": [10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 24.0],
         "link_factor": [2.5, 3.0, 4.0, 5.0],
         "min_group_cells": [4, 6, 8, 10, 12, 16, 20],
         "max_coherence": [0.35, 0.45, 0.55, 0.65, 1.0],
-        "min_membrane_fraction": [0.04, 0.06, 0.08, 0.12, 0.2]}
+        "min_membrane_fraction": [0.04, 0.06, 0.08, 0.12, 0.2],
+        "enlarged_factor": [2.0, 2.5, 3.0, 4.0, 1e9]}    # 1e9: no enlarged-nucleus rule
 
 
 def measure(n: int) -> list[dict]:

@@ -88,6 +88,9 @@ class TumourConfig(_Section):
     enlarged_factor: float = Field(2.5, gt=1, description="nuclei this many times the tile's median nucleus (area) "
                                    "are tumour without a group and may be as elongated as packed ones (scattered "
                                    "signet-ring and poorly cohesive cells)")
+    enlarged_link_um: float = Field(100.0, gt=0, description="... when at least enlarged_min_cells of them lie "
+                                    "linked within this (a scattered population, not a stray large stromal nucleus)")
+    enlarged_min_cells: int = Field(6, ge=1)
     link_factor: float = Field(3.0, gt=0, description="cells within this many nuclear diameters are linked")
     link_um: tuple[float, float] = Field((12.0, 30.0), description="limits of that link distance, um")
     min_group_cells: int = Field(8, ge=1, description="smaller groups are not tumour (scattered stromal cells)")

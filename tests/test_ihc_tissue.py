@@ -364,9 +364,9 @@ def test_territories_flooded_on_a_coarser_grid_keep_their_seeds_and_nearly_all_p
 
 def test_scattered_enlarged_nuclei_are_tumour_without_a_group():
     """Twelve signet-ring-like cells (crescent nuclei of 90 um^2, axis ratio 2.6) scattered 60 um apart
-    among sixty fibroblast profiles (28 um^2, axis ratio 3.0) and thirty lymphocytes: no group holds
-    them, but their nuclei are three times the tile's median, so they are tumour; the stromal cells
-    are not."""
+    among sixty fibroblast profiles (28 um^2, axis ratio 3.0) and thirty lymphocytes: no close group
+    holds them, but their nuclei are three times the tile's median and they make a population, so they
+    are tumour; the stromal cells are not. The same nuclei 250 um apart are stray large nuclei."""
     from her2path.config import TumourConfig
     from her2path.ihc.tumour import TumourFeatures, decide_tumour
 
@@ -380,6 +380,10 @@ def test_scattered_enlarged_nuclei_are_tumour_without_a_group():
     kind = np.array([k[0] for k in kinds])
     tumour = decide_tumour(f, TumourConfig())
     assert tumour[kind == "signet"].all() and not tumour[kind != "signet"].any()
+    stray = xy.copy()                      # the same nuclei 250 um apart: stray large nuclei, not a population
+    stray[:12, 0] *= 250 / 60
+    f.xy_um[:] = stray
+    assert not decide_tumour(f, TumourConfig())[kind == "signet"].any()
 
 
 def test_an_infiltrate_is_told_when_pale_small_nuclei_join_the_tumour_population():

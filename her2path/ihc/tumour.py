@@ -14,10 +14,13 @@ Two levels, because stroma, smooth muscle and lymphocytes each fool one:
   membranes make at least ``min_membrane_fraction`` of the tissue (Gaussian
   window of ``region_um``). Scattered stromal or muscle cells that pass the
   cell test fail both. Enlarged nuclei (``enlarged_factor`` x the area of
-  the tile's median nucleus) need no group and may be as elongated as packed
-  ones: poorly cohesive carcinoma (signet-ring cells, whose nucleus the
-  mucin flattens into a crescent) lies scattered in the stroma, and nuclear
-  enlargement is what sets it apart from the stromal cells around it;
+  the tile's median nucleus) may be as elongated as packed ones, and need
+  no close group when at least ``enlarged_min_cells`` of them lie linked
+  within ``enlarged_link_um``: poorly cohesive carcinoma (signet-ring cells,
+  whose nucleus the mucin flattens into a crescent) lies scattered in the
+  stroma, and nuclear enlargement is what sets it apart from the stromal
+  cells around it; a stray large nucleus (smooth muscle cut across) is not
+  a population;
 * the texture: smooth muscle and dense fibrous stroma are made of aligned
   fibres, epithelium is not. Where the hematoxylin texture's orientation
   coherence (structure tensor over ``region_um``) exceeds ``max_coherence``
@@ -204,7 +207,8 @@ def decide_tumour(f: TumourFeatures, cfg: TumourConfig = TumourConfig()) -> np.n
     stained_region = f.membrane_share >= cfg.min_membrane_fraction
     cand &= (f.coherence <= cfg.max_coherence) | stained_region
     grouped = in_groups(f.xy_um, cand, link_reach(f, cand, cfg), cfg.min_group_cells)
-    return cand & (grouped | stained_region | enlarged(f, cfg))
+    scattered = in_groups(f.xy_um, cand & enlarged(f, cfg), cfg.enlarged_link_um, cfg.enlarged_min_cells)
+    return cand & (grouped | stained_region | scattered)
 
 
 def classify_tumour(cells: Cells, mem: MembraneMap, mpp: float, cfg: TumourConfig = TumourConfig(),
