@@ -86,8 +86,8 @@ class TumourConfig(_Section):
     packed_neighbours: int = Field(5, ge=1, description="... at least this many nuclei (columnar epithelium)")
     packed_max_axis_ratio: float = Field(3.5, ge=1)
     enlarged_factor: float = Field(2.5, gt=1, description="nuclei this many times the tile's median nucleus (area) "
-                                   "are tumour without a group and may be as elongated as packed ones (scattered "
-                                   "signet-ring and poorly cohesive cells)")
+                                   "may be as elongated as packed ones and need no close group (scattered "
+                                   "signet-ring and poorly cohesive cells) ...")
     enlarged_link_um: float = Field(100.0, gt=0, description="... when at least enlarged_min_cells of them lie "
                                     "linked within this (a scattered population, not a stray large stromal nucleus)")
     enlarged_min_cells: int = Field(6, ge=1)

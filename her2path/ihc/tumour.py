@@ -99,7 +99,8 @@ def candidate_nuclei(f: TumourFeatures, cfg: TumourConfig = TumourConfig()) -> n
     # The typical nucleus a lymphocyte is darker than: the round nuclei of candidate size that stand
     # above their background. Elongated profiles (fibroblasts, smooth muscle) are paler and would set
     # it too low, as would faint texture taken for nuclei in stroma; and where tumour nuclei are small,
-    # "large" nuclei are mostly those.
+    # "large" nuclei are mostly those. Enlarged nuclei join them whatever their shape: scattered in an
+    # infiltrate, the crescent nuclei of signet-ring cells are the paler population lymphocytes are told from.
     large = enlarged(f, cfg)[has]
     typical = big & (round_ | large) & (contrast >= cfg.min_contrast_od)
     ref, infiltrate = darkness_reference(mean_h[typical], area[typical], ratio[typical], cfg) if typical.any() \
@@ -125,9 +126,9 @@ def darkness_reference(mean_h: np.ndarray, area_um2: np.ndarray, axis_ratio: np.
     ``lymphocyte_max_area_um2`` um^2) and round (median axis ratio at most
     ``lymphocyte_max_axis_ratio``). It need not be smaller than the paler population: where an
     infiltrate surrounds scattered tumour cells, pale lymphocytes and stromal profiles join the paler
-    population and make its median area a lymphocyte's too. The paler population's median is then the reference: in a
-    dense infiltrate lymphocytes outnumber the tumour nuclei, the median is a lymphocyte's, and no
-    lymphocyte is darker than itself. The roundness matters on real tissue: on the real 3+ core of
+    population and make its median area a lymphocyte's too. The paler population's median is then
+    the reference: in a dense infiltrate lymphocytes outnumber the tumour nuclei, the median is a
+    lymphocyte's, and no lymphocyte is darker than itself. The roundness matters on real tissue: on the real 3+ core of
     ``benchmarks.real_ihc`` the darker half of the tumour's own nuclei (median axis ratio 1.5) is
     1.6x darker than the paler half and no larger, and without the roundness test it was taken for
     lymphocytes.
