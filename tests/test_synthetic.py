@@ -128,8 +128,8 @@ def test_randomised_fish_fields_place_separate_signals_down_to_one_diameter_apar
         diam = 4 * spec.spot_sigma_um
         for pts in (t.her2_spots_um[t.her2_cluster == -1], t.cep17_spots_um):
             d = np.hypot(*(pts[:, None] - pts[None]).transpose(2, 0, 1))
+            nucleus = d < 12                                  # same nucleus or near
             d[np.eye(len(pts), dtype=bool)] = np.inf
-            nucleus = np.hypot(*(pts[:, None] - pts[None]).transpose(2, 0, 1)) < 12   # same nucleus or near
             closest.append(float((d[nucleus & np.isfinite(d)] / diam).min()))
         assert axes["spacing"] == ("close" if spec.spacing < 1.5 else "apart")
     assert min(closest) >= 0.999 and sum(c < 1.5 for c in closest) >= 2
