@@ -298,3 +298,26 @@ def test_bright_exposure_with_cross_talk_and_spread_brightness_sets_the_typical_
         h, c, ev = count_case([analyse_field({"her2": img[0], "cep17": img[1], "nuclear": img[2]}, f.mpp)]).arrays()
         assert abs(h[ev].mean() - f.truth.her2_per_cell) < 0.05 * f.truth.her2_per_cell
         assert abs(c[ev].mean() - f.truth.cep17_per_cell) < 0.05 * f.truth.cep17_per_cell
+
+
+def test_nuclei_with_a_visible_gap_between_them_are_both_evaluable():
+    """A technologist counts whole nuclei with clear borders. Two nuclei 0.7 um apart show a dark gap
+    at 100x; the smoothing that finds nuclei fills it, and the nuclei were called touching. Two that
+    overlap stay excluded."""
+    from her2path.config import IshNucleiConfig
+    from her2path.ish.nuclei import segment_nuclei
+    import cv2
+
+    mpp, rng = 0.1, np.random.default_rng(0)
+    img = np.zeros((400, 700), np.float32)
+    for cx, cy in ((150, 140), (150, 140 + 2 * 45 + 7),      # 45 px semi-minor axes: a 7 px (0.7 um) gap
+                   (450, 150), (530, 150)):                  # 60 px semi-major axes 80 px apart: overlapping
+        one = np.zeros_like(img)
+        cv2.ellipse(one, (cx, cy), (60, 45), 0, 0, 360, 0.5, -1)
+        np.maximum(img, one, out=img)
+    img = cv2.GaussianBlur(img, (0, 0), 0.3 / mpp) + rng.normal(0, 0.01, img.shape).astype(np.float32) + 0.02
+    c = IshNucleiConfig()
+    nuc = segment_nuclei(img, mpp, c.min_area_um2, c.max_area_um2, c.split_distance_um, c.min_solidity, c.grid_um)
+    left = nuc.xy[:, 0] < 300
+    assert left.sum() == 2 and nuc.evaluable[left].all()
+    assert not nuc.evaluable[~left].any()

@@ -8,7 +8,7 @@ from skimage.segmentation import find_boundaries
 from her2path.schema import CLASSES
 from her2path.optics import optical_density
 from her2path.synthetic.ihc import IhcFieldSpec, StainVectors, jitter_stains, preset, render_ihc_field
-from her2path.synthetic.ish import GROUP_PRESETS, IshFieldSpec, render_brightfield, render_fish
+from her2path.synthetic.ish import BRIGHTFIELD_DOT_SCALE, GROUP_PRESETS, IshFieldSpec, render_brightfield, render_fish
 
 
 def _dab(field):
@@ -115,17 +115,19 @@ def test_fish_spots_rendered_as_counted():
 
 def test_randomised_fish_fields_place_separate_signals_down_to_one_diameter_apart():
     """Real signals lie at any distance; the guideline counts two once they are a signal's diameter
-    apart. The randomised fields draw the least spacing from 1 to 2 diameters (4 sigma each), so some
-    hold separate signals whose light runs together, and none closer than one diameter."""
+    apart. The randomised fields draw the least spacing from 1 to 2 diameters (4 sigma each of the dot
+    as drawn: brightfield dots are wider than fluorescent spots), so some hold separate signals whose
+    light runs together, and none closer than one diameter."""
     from dataclasses import replace
 
     from her2path.synthetic.ish import random_ish_spec
 
     closest = []
-    for seed in range(8):
-        spec, _, axes = random_ish_spec(seed)
-        t = render_fish(replace(spec, layout="isolated")).truth
-        diam = 4 * spec.spot_sigma_um
+    for seed, brightfield in [(s, False) for s in range(8)] + [(s, True) for s in range(4)]:
+        spec, _, axes = random_ish_spec(seed, brightfield)
+        render = render_brightfield if brightfield else render_fish
+        t = render(replace(spec, layout="isolated")).truth
+        diam = 4 * spec.spot_sigma_um * (BRIGHTFIELD_DOT_SCALE if brightfield else 1)   # the dot as drawn
         for pts in (t.her2_spots_um[t.her2_cluster == -1], t.cep17_spots_um):
             d = np.hypot(*(pts[:, None] - pts[None]).transpose(2, 0, 1))
             nucleus = d < 12                                  # same nucleus or near
@@ -141,3 +143,15 @@ def test_brightfield_dual_ish():
     dark = f.rgb8().min(axis=2)
     xy = np.clip(np.round(f.truth.her2_spots_um / f.mpp - 0.5).astype(int), 0, 699)
     assert np.median(dark[xy[:, 1], xy[:, 0]]) < 120       # black silver dots
+
+
+def test_truth_evaluability_is_read_on_the_ellipses_not_their_circumscribed_circles():
+    """Evaluable in the truth: whole in the field and at least 0.5 um from every other nucleus. Two
+    nuclei 1 um apart across their short axes are both evaluable, though their circumscribed circles
+    overlap; overlapping nuclei, and nuclei 0.3 um apart, are not; nor is one cut by the edge."""
+    from her2path.synthetic.ish import _whole_and_clear
+
+    centres = np.array([[20, 20], [20, 30], [60, 20], [68, 20], [20, 60], [20, 69.3], [60, 60], [101, 60]])
+    axes = np.tile([6.0, 4.5], (len(centres), 1))
+    ok = _whole_and_clear(centres, axes, np.zeros(len(centres)), IshFieldSpec())   # 102.4 um square
+    assert ok.tolist() == [True, True, False, False, False, False, True, False]

@@ -6,7 +6,7 @@ point-spread function, amplicon clusters, debris, background and shot noise)
 or brightfield (hematoxylin nuclei, black silver HER2 dots, red CEP17 dots).
 
 Truth per nucleus: centre, HER2 and CEP17 copies, and whether it is
-evaluable (fully inside the field, not overlapping another nucleus).
+evaluable (whole inside the field, at least 0.5 um from every other nucleus).
 
 Examples
 --------
@@ -151,12 +151,39 @@ def _place_nuclei(rng, spec: IshFieldSpec):
             axes.append(ax)
     centres, axes = np.array(centres), np.array(axes)
     angle = rng.uniform(0, 180, len(centres))
-    inside = ((centres[:, 0] - axes[:, 0] > 0.5) & (centres[:, 0] + axes[:, 0] < W - 0.5)
-              & (centres[:, 1] - axes[:, 0] > 0.5) & (centres[:, 1] + axes[:, 0] < H - 0.5))
-    d = np.hypot(*(centres[:, None] - centres[None]).transpose(2, 0, 1))
-    overlap = (d < (axes[:, None, 0] + axes[None, :, 0])) & ~np.eye(len(centres), dtype=bool)
-    evaluable = inside & ~overlap.any(axis=1)
-    return centres, axes, angle, evaluable
+    return centres, axes, angle, _whole_and_clear(centres, axes, angle, spec)
+
+
+CLEAR_GAP_UM = 0.5   # least gap to the next nucleus for a clear border (nuclei closer blur into one outline)
+
+
+def _whole_and_clear(centres, axes, angle, spec: IshFieldSpec) -> np.ndarray:
+    """Which nuclei a technologist would count: the drawn ellipse lies whole inside the field (0.5 um
+    margin), and no other nucleus comes within ``CLEAR_GAP_UM`` of it (overlapping and touching
+    nuclei have no clear border). Tested on the ellipses themselves, rasterised at 0.05 um: an
+    ellipse's circumscribed circle would call nuclei a micrometre apart overlapping."""
+    t = np.deg2rad(angle)
+    a, b = axes[:, 0], axes[:, 1]
+    half_w = np.hypot(a * np.cos(t), b * np.sin(t))
+    half_h = np.hypot(a * np.sin(t), b * np.cos(t))
+    W, H = spec.width_px * spec.mpp, spec.height_px * spec.mpp
+    inside = ((centres[:, 0] - half_w > 0.5) & (centres[:, 0] + half_w < W - 0.5)
+              & (centres[:, 1] - half_h > 0.5) & (centres[:, 1] + half_h < H - 0.5))
+    step, grow = 0.05, CLEAR_GAP_UM / 2          # each ellipse grown by half the gap: grown ones meet
+    pad = 2 * (float(a.max()) + grow) + 1 if len(a) else 1.0   # centres lie up to 0.3 a outside the field
+    count = np.zeros((int((H + 2 * pad) / step) + 1, int((W + 2 * pad) / step) + 1), np.uint8)
+    drawn = []
+    for (x, y), (ai, bi), ang in zip(centres, axes, angle):
+        r = int((ai + grow) / step) + 2              # drawn in its bounding box
+        x0, y0 = int((x + pad) / step) - r, int((y + pad) / step) - r
+        one = np.zeros((2 * r + 1, 2 * r + 1), np.uint8)
+        cv2.ellipse(one, (int(round((x + pad) / step)) - x0, int(round((y + pad) / step)) - y0),
+                    (int(round((ai + grow) / step)), int(round((bi + grow) / step))), float(ang), 0, 360, 1, -1)
+        box = np.s_[y0:y0 + 2 * r + 1, x0:x0 + 2 * r + 1]
+        count[box] += one
+        drawn.append((box, one > 0))
+    clear = np.array([count[box][m].max() == 1 for box, m in drawn], bool)
+    return inside & clear
 
 
 def _in_nucleus(p, c, ax, ang, shrink=0.8):
@@ -194,8 +221,13 @@ def _cluster_offsets(rng, n: int, sd_um: float, irregular: bool) -> np.ndarray:
     return centre[which] + np.c_[along * np.cos(ang) - across * np.sin(ang), along * np.sin(ang) + across * np.cos(ang)]
 
 
-def _layout(spec: IshFieldSpec):
-    """Nuclei and signal positions in um, retried until the case falls in the preset's group."""
+def _layout(spec: IshFieldSpec, dot_sigma_um: float):
+    """Nuclei and signal positions in um, retried until the case falls in the preset's group.
+
+    Separate signals lie at least ``spec.spacing`` diameters apart, a diameter
+    being 4 sigma of the dot as drawn (``dot_sigma_um``): signals closer than
+    one diameter are one signal by the guideline's rule, so the truth never
+    holds such a pair."""
     cep_mean, her2_mean, clustered = spec.means()
     rng = np.random.default_rng(spec.seed)
     for _ in range(50):
@@ -206,7 +238,7 @@ def _layout(spec: IshFieldSpec):
         truth_group = ish_group(her2[evaluable].mean(), cep[evaluable].mean()) if evaluable.any() else None
         if spec.group is None or truth_group == spec.group:
             break
-    diam = 2 * 2.0 * spec.spot_sigma_um  # one signal diameter (FWHM ~ 2.35 sigma, with margin)
+    diam = 2 * 2.0 * dot_sigma_um  # one signal diameter (FWHM ~ 2.35 sigma, with margin)
     h_pts, h_clu, c_pts = [], [], []
     cluster_id = 0
     for i in range(n):
@@ -273,7 +305,7 @@ def _spot_canvas(spec: IshFieldSpec, pts_um, amp, sigma_um) -> np.ndarray:
 
 def render_fish(spec: IshFieldSpec) -> IshField:
     """A fluorescence field: channels HER2 (red), CEP17 (green), DAPI (blue), values 0-1."""
-    truth, rng = _layout(spec)
+    truth, rng = _layout(spec, spec.spot_sigma_um)
     W, H = spec.width_px * spec.mpp, spec.height_px * spec.mpp
     dapi = _nucleus_canvas(spec, truth, rng, rng.uniform(0.35, 0.6, len(truth.her2)))
     nuclear = dapi > 0.05
@@ -318,6 +350,7 @@ def _out_of_focus(rng, spec: IshFieldSpec) -> np.ndarray:
     return cv2.GaussianBlur(out, (0, 0), 2.0 / spec.mpp)
 
 
+BRIGHTFIELD_DOT_SCALE = 1.4                  # a chromogenic dot is wider than a fluorescent spot: sigma x this
 SILVER_OD = np.array([0.58, 0.60, 0.55])     # black silver HER2 dots: neutral absorber
 RED_OD = np.array([0.10, 0.75, 0.55])        # Fast Red CEP17 dots: absorb green and blue
 HEMATOXYLIN_OD = np.array([0.65, 0.70, 0.29])
@@ -325,9 +358,9 @@ HEMATOXYLIN_OD = np.array([0.65, 0.70, 0.29])
 
 def render_brightfield(spec: IshFieldSpec, jpeg_quality: int | None = None) -> IshField:
     """A brightfield dual-ISH field (RGB uint8): hematoxylin nuclei, black HER2, red CEP17 dots."""
-    truth, rng = _layout(spec)
+    sig = BRIGHTFIELD_DOT_SCALE * spec.spot_sigma_um
+    truth, rng = _layout(spec, sig)
     hem = _nucleus_canvas(spec, truth, rng, spec.hematoxylin * rng.uniform(0.25, 0.4, len(truth.her2)))
-    sig = 1.4 * spec.spot_sigma_um
     nh, nc = len(truth.her2_spots_um), len(truth.cep17_spots_um)
     her2 = _spot_canvas(spec, truth.her2_spots_um, rng.uniform(1.0, 1.4, nh) * _spread(rng, spec.brightness_spread, nh),
                         sig)
