@@ -76,7 +76,7 @@ class TumourConfig(_Section):
     min_area_um2: float = Field(10.0, ge=0, description="smaller nuclei: lymphocytes, fibroblast profiles")
     min_contrast_od: float = Field(0.05, ge=0, description="a tumour nucleus stands at least this above its background")
     max_axis_ratio: float = Field(2.2, ge=1, description="more elongated nuclei: fibroblasts, smooth muscle")
-    max_relative_h: float = Field(1.28, gt=0, description="darker than this x the typical nucleus: lymphocytes")
+    max_relative_h: float = Field(1.6, gt=0, description="darker than this x the typical nucleus: lymphocytes")
     lymphocyte_max_area_um2: float = Field(40.0, ge=0, description="... when not larger than this")
     lymphocyte_max_axis_ratio: float = Field(1.3, ge=1, description="a dark population rounder than this "
                                              "(median) is lymphocytes: the typical nucleus is the paler one's")
@@ -119,11 +119,11 @@ class CellClassConfig(_Section):
     """The per-cell class cut-offs (``ihc.cell_class``), applied by ``rules.ihc.cell_classes``;
     ``her2path calibrate`` fits them to a lab's annotated tiles."""
 
-    weak_od: float = Field(0.035, gt=0, description="membrane DAB OD above cytoplasm of weak-to-moderate (2+)")
-    intense_od: float = Field(0.100, gt=0, description="membrane DAB OD above cytoplasm of intense (3+)")
-    complete_fraction: float = Field(0.70, gt=0, le=1, description="completeness from which a membrane is complete")
-    basolateral_fraction: float = Field(0.45, gt=0, le=1, description="intense over at least this: U-shaped")
-    min_stained_fraction: float = Field(0.10, ge=0, le=1, description="below this completeness a cell is 0")
+    weak_od: float = Field(0.045, gt=0, description="membrane DAB OD above cytoplasm of weak-to-moderate (2+)")
+    intense_od: float = Field(0.12, gt=0, description="membrane DAB OD above cytoplasm of intense (3+)")
+    complete_fraction: float = Field(0.3, gt=0, le=1, description="completeness from which a membrane is complete")
+    basolateral_fraction: float = Field(0.1, gt=0, le=1, description="intense over at least this: U-shaped")
+    min_stained_fraction: float = Field(0.06, ge=0, le=1, description="below this completeness a cell is 0")
 
     @model_validator(mode="after")
     def _ordered(self) -> "CellClassConfig":

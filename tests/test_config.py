@@ -2,13 +2,26 @@ from __future__ import annotations
 
 import pytest
 
-from her2path.config import load_settings
+from her2path.config import Settings, load_settings
 from her2path.errors import ConfigError
 
 
 def test_default_config_loads():
     s = load_settings()
     assert s.tiling.analysis_mpp == 0.5 and len(s.digest()) == 64
+
+
+def test_the_code_defaults_are_the_shipped_configuration():
+    """Library calls that take the default ``cfg`` apply the rules the CLI applies: one set of cut-offs
+    (configs/default.yaml), not a second, older one in the code."""
+    shipped, code = load_settings().model_dump(), Settings().model_dump()
+
+    def differ(a, b, path=""):
+        if isinstance(a, dict):
+            return [d for k in a for d in differ(a[k], b[k], f"{path}.{k}")]
+        return [] if a == b else [f"{path}: yaml {a}, code {b}"]
+
+    assert differ(shipped, code) == []
 
 
 @pytest.mark.parametrize("text,match", [

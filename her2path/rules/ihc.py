@@ -73,10 +73,10 @@ def cell_classes(completeness, intensity, cfg: CellClassConfig = CellClassConfig
 
     Examples
     --------
-    >>> c = cell_classes([0.6], [0.2], u_shaped_complete=True)
+    >>> c = cell_classes([0.2], [0.2], u_shaped_complete=True)     # intense over a fifth of the membrane
     >>> c.cls.tolist(), c.basolateral.tolist()
     (['3+'], [True])
-    >>> cell_classes([0.6], [0.2]).cls.tolist()
+    >>> cell_classes([0.2], [0.2]).cls.tolist()
     ['2+']
     """
     completeness = np.asarray(completeness, float)
