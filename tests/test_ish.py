@@ -304,9 +304,10 @@ def test_nuclei_with_a_visible_gap_between_them_are_both_evaluable():
     """A technologist counts whole nuclei with clear borders. Two nuclei 0.7 um apart show a dark gap
     at 100x; the smoothing that finds nuclei fills it, and the nuclei were called touching. Two that
     overlap stay excluded."""
+    import cv2
+
     from her2path.config import IshNucleiConfig
     from her2path.ish.nuclei import segment_nuclei
-    import cv2
 
     mpp, rng = 0.1, np.random.default_rng(0)
     img = np.zeros((400, 700), np.float32)
