@@ -124,7 +124,8 @@ def matched_nuclei(table, truths, mpp: float, radius_um: float = 2.0) -> dict:
             exact += int(table.her2[i] == t.her2[a] and table.cep17[i] == t.cep17[a])
             n += 1
     return {"nuclei": n, "ratio_ours": ours_h / ours_c if ours_c else None,
-            "ratio_truth": true_h / true_c if true_c else None, "exact_counts": exact / n if n else None}
+            "ratio_truth": true_h / true_c if true_c else None, "exact_counts": exact / n if n else None,
+            "group_truth": ish_group(true_h / n, true_c / n) if n else None}
 
 
 def bigfish_field(ch: dict, nuclei, mpp: float, k_noise: float = 6.0) -> dict:

@@ -16,7 +16,10 @@ test`` uses seeds never used to choose parameters.
 
 Reported per axis value: cases, group agreement (a no-call is a miss), median
 absolute ratio error, median relative error of HER2 per cell where the truth is
-amplified (>= 6) and of CEP17 per cell.
+amplified (>= 6) and of CEP17 per cell; and the same with nucleus selection
+taken out (``ish_accuracy.matched_nuclei``: our group against the truth's group
+over the nuclei we counted, and the ratio error over them), which tells
+counting errors from a different choice of nuclei.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from her2path.pipeline.ish_case import count_ish
 from her2path.synthetic.ish import random_ish_spec, render_brightfield, render_fish
 
 from .common import Timer, print_table, write_results
-from .ish_accuracy import truth_figures, write_field
+from .ish_accuracy import matched_nuclei, truth_figures, write_field
 
 SEEDS = {"tune": 0, "test": 500_000}
 MAX_FIELDS = 8
@@ -55,7 +58,8 @@ def run_case(seed: int, brightfield: bool, folder: Path) -> dict:
         try:
             r = count_ish(paths, brightfield=brightfield, mpp=spec.mpp)
             row.update(group=r.group, ratio=r.ratio, her2_per_cell=r.her2_per_cell,
-                       cep17_per_cell=r.cep17_per_cell, nuclei=r.nuclei, call=r.call)
+                       cep17_per_cell=r.cep17_per_cell, nuclei=r.nuclei, call=r.call,
+                       same_nuclei=matched_nuclei(r.table, truths, spec.mpp))
         except Her2PathError as exc:
             row.update(group=None, ratio=None, her2_per_cell=None, cep17_per_cell=None, nuclei=0, call="error",
                        error=exc.one_line())
@@ -72,8 +76,12 @@ def summarise(rows: list[dict]) -> dict:
         v = [abs(r[key] - r["truth"][key]) / r["truth"][key] for r in rows if r[key] is not None and only(r)]
         return float(np.median(v)) if v else float("nan")
     ratio = [abs(r["ratio"] - r["truth"]["ratio"]) for r in rows if r["ratio"] is not None]
+    same = [(r["group"], r["same_nuclei"]) for r in rows if r.get("same_nuclei") and r["same_nuclei"]["nuclei"]]
     return {"cases": len(rows),
             "group_agreement": float(np.mean([r["group"] == r["truth"]["group"] for r in rows])) if rows else float("nan"),
+            "same_nuclei_group_agreement": float(np.mean([g == m["group_truth"] for g, m in same])) if same else float("nan"),
+            "same_nuclei_ratio_error": float(np.median([abs(m["ratio_ours"] - m["ratio_truth"]) for _, m in same]))
+            if same else float("nan"),
             "no_calls": sum(r["group"] is None for r in rows),
             "ratio_median_abs_error": float(np.median(ratio)) if ratio else float("nan"),
             "her2_rel_error_amplified": rel("her2_per_cell", lambda r: r["truth"]["her2_per_cell"] >= 6),
@@ -89,7 +97,8 @@ def table_rows(rows: list[dict]) -> list[list]:
     for name, rs in groups.items():
         s = summarise(rs)
         out.append([name, s["cases"], s["group_agreement"], s["no_calls"], s["ratio_median_abs_error"],
-                    s["her2_rel_error_amplified"], s["cep17_rel_error"]])
+                    s["her2_rel_error_amplified"], s["cep17_rel_error"], s["same_nuclei_group_agreement"],
+                    s["same_nuclei_ratio_error"]])
     return out
 
 
@@ -100,7 +109,8 @@ def main(argv=None) -> int:
     ap.add_argument("--brightfield", type=int, default=30)
     args = ap.parse_args(argv)
     base = SEEDS[args.set]
-    cols = ["rows", "cases", "group agree", "no calls", "ratio |err|", "HER2/cell err (amp)", "CEP17/cell err"]
+    cols = ["rows", "cases", "group agree", "no calls", "ratio |err|", "HER2/cell err (amp)", "CEP17/cell err",
+            "same-nuclei group agree", "same-nuclei ratio |err|"]
     result = {"set": args.set}
     with tempfile.TemporaryDirectory() as tmp, Timer() as t:
         for kind, n, bf in (("fish", args.fish, False), ("brightfield", args.brightfield, True)):
