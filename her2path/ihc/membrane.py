@@ -68,13 +68,23 @@ class Membranes:
 
 
 def _circular_mean(a: np.ndarray, width: int) -> np.ndarray:
-    """Mean over ``width`` (made odd) neighbouring rays (axis 1), wrapping around the cell."""
+    """Mean over ``width`` (made odd, at most twice the number of rays) neighbouring rays (axis 1),
+    wrapping around the cell.
+
+    Examples
+    --------
+    >>> a = np.arange(4.0)[None, :, None]                 # one cell, 4 rays, 1 sample each
+    >>> _circular_mean(a, 3)[0, :, 0].round(3).tolist()    # ray 0 averages rays 3, 0 and 1
+    [1.333, 1.0, 2.0, 1.667]
+    """
     k = width // 2
     if k == 0:
         return a
+    K = a.shape[1]
+    wrapped = np.concatenate([a[:, K - k:], a, a[:, :k]], axis=1)   # one copy; ray j sits at k + j
     out = a.copy()
     for s in range(1, k + 1):
-        out += np.roll(a, s, axis=1) + np.roll(a, -s, axis=1)
+        out += wrapped[:, k - s:k - s + K] + wrapped[:, k + s:k + s + K]
     return out / (2 * k + 1)
 
 
@@ -167,10 +177,12 @@ def territory_centres(territory: np.ndarray, n: int) -> tuple[np.ndarray, np.nda
     >>> xy.tolist(), far.round(3).tolist()
     ([[2.0, 2.0], [4.5, 2.0]], [1.414, 1.118])
     """
-    ys, xs = np.nonzero(territory)
-    lab = territory[ys, xs] - 1
-    cnt = np.maximum(np.bincount(lab, minlength=n), 1)
-    cx, cy = np.bincount(lab, xs, n) / cnt, np.bincount(lab, ys, n) / cnt
+    # Sums over the whole raster (label 0, the gaps, dropped after): no index arrays to build.
+    h, w = territory.shape
+    flat = territory.ravel()
+    cnt = np.maximum(np.bincount(flat, minlength=n + 1)[1:n + 1], 1)
+    cx = np.bincount(flat, np.tile(np.arange(w, dtype=np.float64), h), n + 1)[1:n + 1] / cnt
+    cy = np.bincount(flat, np.repeat(np.arange(h, dtype=np.float64), w), n + 1)[1:n + 1] / cnt
     padded = np.pad(territory, 1)
     inner = ((padded[:-2, 1:-1] == territory) & (padded[2:, 1:-1] == territory)
              & (padded[1:-1, :-2] == territory) & (padded[1:-1, 2:] == territory))
@@ -234,7 +246,7 @@ def measure_membranes(dab: np.ndarray, cells: Cells, mpp: float,
     peak_at = np.argmax(np.where(inside, val_arc, -np.inf), axis=2)
     # Membrane value: mean over +-1 um around the peak (integrated stain, robust to blur and JPEG).
     half = int(round(1.0 / mpp / step))
-    band = np.abs(idx - peak_at[..., None]) <= half
+    band = (idx >= (peak_at - half)[..., None]) & (idx <= (peak_at + half)[..., None])
     m_in = np.where(inside.any(axis=2), (val_arc * band).sum(axis=2) / band.sum(axis=2), 0.0)
     # Neighbour across each ray: the cell the ray enters when it leaves its own territory.
     first_out = np.take_along_axis(lab, np.minimum(edge, R - 1)[..., None], axis=2)[..., 0]
@@ -244,7 +256,7 @@ def measure_membranes(dab: np.ndarray, cells: Cells, mpp: float,
     cytoplasm = np.where(cyto_zone.any(axis=(1, 2)), _masked_median(val, cyto_zone),
                          np.median(val[:, :, 0], axis=1))
     # Field noise: robust spread of cytoplasm samples around their cell's median (JPEG raises it).
-    dev = np.abs(val - cytoplasm[:, None, None])[cyto_zone]
+    dev = np.abs(val[cyto_zone] - np.repeat(cytoplasm, cyto_zone.sum(axis=(1, 2))))
     noise_od = float(1.4826 * np.median(dev)) if dev.size else 0.0
     if pixel_noise:
         noise_od = min(noise_od, cfg.noise_cap * pixel_noise)
