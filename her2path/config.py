@@ -214,7 +214,7 @@ class IshSpotsConfig(_Section):
     reference_snr: float = Field(ge=1, description="blobs whose band-pass peak reaches this x the detection "
                                  "threshold set the single-signal reference")
     bleed: float = Field(ge=0, lt=1, description="a co-located blob under this share of the other colour "
-                                                         "is bleed-through")
+                         "is bleed-through")
     bleed_jpeg: float = Field(ge=0, lt=1, description="the same for JPEG composites (shared chroma)")
     reference_min_blobs: int = Field(ge=1, description="fewest blobs a single-signal reference is taken from")
     reference_lone_share: float = Field(ge=0, le=1, description="blobs with no echo set the reference while "
@@ -242,7 +242,8 @@ class IshConfig(_Section):
 class TileModelConfig(_Section):
     enabled: bool = Field(description="run the learned tile model as a second opinion")
     path: str | None = Field(description="weights file (None: models/tile_model.pt)")
-    min_tumour_cells: int = Field(ge=1, description="tiles with fewer tumour cells are not compared (the model is not run there)")
+    min_tumour_cells: int = Field(ge=1, description="tiles with fewer tumour cells are not compared (the model "
+                                  "is not run there)")
     min_tissue_fraction: float = Field(ge=0, le=1, description="model patches with less tissue are skipped")
 
     @property
