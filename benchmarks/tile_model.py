@@ -38,8 +38,9 @@ SETS = {"test": (400, 1, "random", "default"), "labb_train": (400, 2, "classic",
         "labb_test": (400, 3, "classic", "lab-b"), "speed": (2500, 4, "classic", "default")}
 
 
-def dataset(name: str) -> Path:
-    n, seed, generator, variant = SETS[name]
+def dataset(name: str, sets: dict = SETS) -> Path:
+    """The tile set ``name`` of ``sets`` (n, seed, generator, variant), written once into the cache."""
+    n, seed, generator, variant = sets[name]
     root = CACHE / "tiles" / f"{name}-{generator}"
     if not (root / ".done").exists():
         write_tile_dataset(root, n, seed, variant, generator)

@@ -88,3 +88,18 @@ def test_near_cutoff_names_the_cutoff_and_the_distance():
     assert d.near_cutoff and any("3+ cells 8.5% against the > 10% cut-off of IHC 3+: 1.5 points below" in c
                                  for c in d.cutoffs)
     assert "1.5 points below" in near_cutoff_reason(2, d.cutoffs)
+
+
+def test_a_tile_model_vote_one_class_away_flags_only_when_confident():
+    """A coin-flip vote one class from the measured score sends no reviewer to a tile; a confident one,
+    or one two classes away, does (``rules.flags.tile_flagged`` with the shipped cut-off)."""
+    from her2path.config import load_settings
+    from her2path.rules.flags import tile_flagged
+
+    p = load_settings().tile_model.flag_probability
+    assert not tile_flagged("0", "1+", 0.6, True, p)
+    assert tile_flagged("0", "1+", 0.95, True, p)
+    assert tile_flagged("1+", "3+", 0.4, True, p)
+    assert not tile_flagged("2+", "2+", 0.99, True, p)
+    assert not tile_flagged("0", None, 0.99, True, p)        # the model abstained or did not run
+    assert not tile_flagged("0", "3+", 0.99, False, p)       # too few tumour cells to compare

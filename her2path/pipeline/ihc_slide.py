@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._version import SOFTWARE
-from ..config import Settings, load_settings
+from ..config import Settings, TileModelConfig, load_settings
 from ..errors import InputError
 from ..ihc.stain import Stains, stains_for
 from ..ihc.tile import OUTLINE_RAYS, TileCells, analyze_tile, core_cells
@@ -20,7 +20,7 @@ from ..io.slide import ArrayImage, SlideImage, open_image
 from ..io.tiling import Tile, TileGrid, tile_grid
 from ..progress import Progress, reporting
 from ..provenance import array_sha256, digest_files, digest_model, file_sha256
-from ..rules.flags import ihc_warnings, near_cutoff_reason
+from ..rules.flags import ihc_warnings, near_cutoff_reason, tile_flagged
 from ..rules.ihc import cell_classes, ihc_decision, stain_pattern, tile_score
 from ..rules.tables import Guideline, load_guideline
 from ..schema import CLASSES, CellTable, IhcResult, Provenance, RegionInfo, ScanInfo, StainInfo, TileResult
@@ -347,7 +347,7 @@ def assemble(m: SlideMeasurements, table: Guideline) -> IhcResult:
     pattern = stain_pattern(cells.cls, cells.nuclear_dab, cells.cytoplasm, settings.ihc.specificity,
                             stains.source[8:] if stains.dab_absent else None)
     decision = ihc_decision(cells.cls, xy_um, table, pattern=pattern)
-    tiles = [_tile_result(i, entry, table, pattern, settings.tile_model.min_tumour_cells)
+    tiles = [_tile_result(i, entry, table, pattern, settings.tile_model)
              for i, entry in enumerate(per_tile)]
     flagged = [t.index for t in tiles if t.flagged]
     compared = [t for t in tiles if t.tumour_cells >= settings.tile_model.min_tumour_cells]
@@ -392,17 +392,19 @@ class _TileEntry(NamedTuple):
     abstain: bool                # the model abstained (the tile lies outside what it was trained on)
 
 
-def _tile_result(i: int, e: _TileEntry, table: Guideline, pattern, min_compared: int) -> TileResult:
+def _tile_result(i: int, e: _TileEntry, table: Guideline, pattern, model_cfg: TileModelConfig) -> TileResult:
     """One tile's result: its guideline score under the slide's stain finding, and the tile model's
-    vote where it ran (compared, and flagged when it differs, on tiles with >= ``min_compared`` cells)."""
+    vote where it ran (compared on tiles with >= ``min_tumour_cells`` cells; flagged by ``tile_flagged``)."""
     measured, near = tile_score(e.cls, e.xy_um, table, pattern)
     model_score = CLASSES[int(np.argmax(e.probs))] if e.probs is not None and not e.abstain else None
-    compared = len(e.cls) >= min_compared
+    compared = len(e.cls) >= model_cfg.min_tumour_cells
+    flagged = tile_flagged(measured, model_score, float(np.max(e.probs)) if e.probs is not None else 0.0,
+                           compared, model_cfg.flag_probability)
     t = e.tile
     return TileResult(
         index=i, col=t.col, row=t.row, x=t.x, y=t.y, width=t.width0, height=t.height0,
         tumour_cells=len(e.cls), non_tumour_cells=e.non_tumour,
         counts={c: int((e.cls == c).sum()) for c in CLASSES}, score=measured,
         defocus_fraction=round(e.defocus, 4), noise_od=round(e.noise, 5), model_score=model_score,
-        model_abstained=bool(e.abstain), flagged=bool(model_score and measured and model_score != measured and compared),
+        model_abstained=bool(e.abstain), flagged=flagged,
         near_cutoff=near, model_probability=[round(float(v), 4) for v in e.probs] if e.probs is not None else None)

@@ -2,8 +2,9 @@
 
 The thresholds are here, in one place: fewer than ``FEW_CELLS`` tumour cells
 is thin evidence (a pathologist reads hundreds), and a tile where the tile
-model and the measurement disagree is flagged when it holds at least
-``tile_model.min_tumour_cells`` tumour cells (settings).
+model and the measurement disagree is flagged (``tile_flagged``) when it holds
+at least ``tile_model.min_tumour_cells`` tumour cells and the model's vote is
+worth a look: two classes away, or given with ``tile_model.flag_probability``.
 
 Examples
 --------
@@ -62,6 +63,30 @@ def ihc_warnings(tumour_cells: int, excluded_cells: int, dab_absent: bool, no_me
         warnings.append(f"the tile model abstained on {abstained} of {compared} tiles: they lie outside what it was "
                         "trained on, so it gives no second opinion there")
     return warnings
+
+
+def tile_flagged(measured: str | None, model_score: str | None, probability: float, compared: bool,
+                 min_probability: float) -> bool:
+    """Whether a tile goes to review because the tile model disagrees with its measured score.
+
+    Only where the model voted (``model_score``; None where it did not run or abstained) on a tile
+    with enough tumour cells to compare (``compared``). A vote two or more classes away is always
+    worth a look; a vote one class away only when the model gives it at least ``min_probability``.
+    On held-out generator tiles the model was right in about half of its one-class disagreements
+    below that (a coin flip sends a reviewer nowhere), and in most of the rest
+    (``benchmarks.tile_flags``).
+
+    Examples
+    --------
+    >>> tile_flagged("0", "1+", 0.62, True, 0.9), tile_flagged("0", "1+", 0.93, True, 0.9)
+    (False, True)
+    >>> tile_flagged("0", "2+", 0.5, True, 0.9), tile_flagged("0", "2+", 0.99, False, 0.9)
+    (True, False)
+    """
+    if not (model_score and measured and compared) or model_score == measured:
+        return False
+    order = ("0", "1+", "2+", "3+")
+    return abs(order.index(model_score) - order.index(measured)) >= 2 or probability >= min_probability
 
 
 def near_cutoff_reason(near_cutoff_points: float, cutoffs: list[str]) -> str:
