@@ -26,12 +26,12 @@ from her2path.classify.train import load_pixels
 from her2path.config import load_settings
 from her2path.rules.flags import tile_flagged
 from her2path.rules.tables import load_guideline
+from her2path.schema import CLASSES
 
 from .common import print_table, write_results
 from .tile_model import dataset
 
 SETS = {"choose": (400, 5, "random", "default"), "test": (400, 1, "random", "default")}
-CLASSES = ("0", "1+", "2+", "3+")
 PROBABILITIES = (0.0, 0.6, 0.8, 0.9, 0.95)     # 0.0: every disagreement flagged (the rule before)
 
 

@@ -14,7 +14,7 @@ Examples
 """
 from __future__ import annotations
 
-from ..schema import IhcSummary, IshSummary
+from ..schema import CLASSES, IhcSummary, IshSummary
 
 FEW_CELLS = 200
 
@@ -85,8 +85,7 @@ def tile_flagged(measured: str | None, model_score: str | None, probability: flo
     """
     if not (model_score and measured and compared) or model_score == measured:
         return False
-    order = ("0", "1+", "2+", "3+")
-    return abs(order.index(model_score) - order.index(measured)) >= 2 or probability >= min_probability
+    return abs(CLASSES.index(model_score) - CLASSES.index(measured)) >= 2 or probability >= min_probability
 
 
 def near_cutoff_reason(near_cutoff_points: float, cutoffs: list[str]) -> str:
