@@ -320,9 +320,9 @@ def validation_message(exc: ValidationError) -> str:
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
-    """Load settings from a YAML file (default: ``configs/default.yaml``)."""
+    """Load settings from a YAML file (default: ``configs/default.yaml``, read once for every section)."""
+    data = read_yaml(Path(path)) if path else {}
     path = Path(path) if path else DEFAULT_CONFIG
-    data = read_yaml(path)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
