@@ -23,7 +23,7 @@ test: setup
 
 bench: setup
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
-	for b in tiling_memory ihc_accuracy ihc_random ihc_profile ihc_speed ish_accuracy ish_random ish_simfish tile_model tile_flags batch_speed; do $(PY) -m benchmarks.$$b || exit 1; done
+	for b in tiling_memory ihc_accuracy ihc_random ihc_blur ihc_profile ihc_speed ish_accuracy ish_random ish_simfish tile_model tile_flags batch_speed; do $(PY) -m benchmarks.$$b || exit 1; done
 	# real cores (needs ../shared/data/real-labelled, or: python -m benchmarks.real_ihc DIR)
 	$(PY) -m benchmarks.real_ihc || true
 
