@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from her2path.schema import CLASSES
+
 from .common import CACHE, baseline_tree, print_table, write_results
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-labelled"
@@ -47,7 +49,7 @@ try:
     out = {"score": r.score, "percent": r.percent_cells, "tumour_cells": r.tumour_cells,
            "non_tumour_cells": r.non_tumour_cells, "reasons": r.reasons, "warnings": r.warnings,
            "flagged_tiles": len(r.flagged_tiles),
-           "model_votes": [t.model_score for t in r.tiles if t.model_score is not None and t.tumour_cells >= 20]}
+           "model_votes": [t.model_score for t in r.tiles if t.model_score is not None]}
     if overlays:
         try:
             from benchmarks.real_ihc import draw_overlays
@@ -106,12 +108,12 @@ def score_core(code: Path, path: Path, mpp: float, guideline: str, workers: int,
 
 
 def model_vote(votes: list[str]) -> str | None:
-    """The tile model's slide-level vote: the class most of its voting tiles (>= 20 tumour cells)
-    give, the higher class on a tie; None (abstains) without votes."""
+    """The tile model's slide-level vote: the class most of its voting tiles give (it votes only on
+    tiles with ``tile_model.min_tumour_cells`` tumour cells), the higher class on a tie; None
+    (abstains) without votes."""
     if not votes:
         return None
-    order = ["0", "1+", "2+", "3+"]
-    return max(order, key=lambda c: (votes.count(c), order.index(c)))
+    return max(CLASSES, key=lambda c: (votes.count(c), CLASSES.index(c)))
 
 
 def expected(row: dict) -> str:

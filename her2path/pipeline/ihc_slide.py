@@ -20,7 +20,7 @@ from ..io.slide import ArrayImage, SlideImage, open_image
 from ..io.tiling import Tile, TileGrid, tile_grid
 from ..progress import Progress, reporting
 from ..provenance import array_sha256, digest_files, digest_model, file_sha256
-from ..rules.flags import ihc_warnings, near_cutoff_reason, tile_flagged
+from ..rules.flags import ihc_warnings, model_compared, near_cutoff_reason, tile_flagged
 from ..rules.ihc import cell_classes, ihc_decision, stain_pattern, tile_score
 from ..rules.tables import Guideline, load_guideline
 from ..schema import CLASSES, CellTable, IhcResult, Provenance, RegionInfo, ScanInfo, StainInfo, TileResult
@@ -161,7 +161,8 @@ def _tile_job(index: int) -> tuple[int, TileCells, tuple[np.ndarray | None, bool
     tc = core_cells(analyze_tile(rgb, grid.mpp, _W["stains"], settings.ihc, white), margin, tile.size)
     probs = (None, False)
     # The model's vote is compared only on tiles with enough tumour cells (``assemble``): it runs there only.
-    if _W["model"] is not None and (tc.tumour & ~tc.excluded).sum() >= settings.tile_model.min_tumour_cells:
+    if _W["model"] is not None and model_compared(int((tc.tumour & ~tc.excluded).sum()),
+                                                   settings.tile_model.min_tumour_cells):
         from ..classify.model import tile_probabilities
 
         core = rgb[margin:margin + tile.size, margin:margin + tile.size]
@@ -350,7 +351,7 @@ def assemble(m: SlideMeasurements, table: Guideline) -> IhcResult:
     tiles = [_tile_result(i, entry, table, pattern, settings.tile_model)
              for i, entry in enumerate(per_tile)]
     flagged = [t.index for t in tiles if t.flagged]
-    compared = [t for t in tiles if t.tumour_cells >= settings.tile_model.min_tumour_cells]
+    compared = [t for t in tiles if model_compared(t.tumour_cells, settings.tile_model.min_tumour_cells)]
     warnings = ihc_warnings(
         tumour_cells=n, excluded_cells=excluded, dab_absent=stains.dab_absent,
         no_membrane_dab=all(c == "0" for c in cells.cls),
@@ -397,9 +398,8 @@ def _tile_result(i: int, e: _TileEntry, table: Guideline, pattern, model_cfg: Ti
     vote where it ran (compared on tiles with >= ``min_tumour_cells`` cells; flagged by ``tile_flagged``)."""
     measured, near = tile_score(e.cls, e.xy_um, table, pattern)
     model_score = CLASSES[int(np.argmax(e.probs))] if e.probs is not None and not e.abstain else None
-    compared = len(e.cls) >= model_cfg.min_tumour_cells
     flagged = tile_flagged(measured, model_score, float(np.max(e.probs)) if e.probs is not None else 0.0,
-                           compared, model_cfg.flag_probability)
+                           model_compared(len(e.cls), model_cfg.min_tumour_cells), model_cfg.flag_probability)
     t = e.tile
     return TileResult(
         index=i, col=t.col, row=t.row, x=t.x, y=t.y, width=t.width0, height=t.height0,

@@ -65,12 +65,25 @@ def ihc_warnings(tumour_cells: int, excluded_cells: int, dab_absent: bool, no_me
     return warnings
 
 
+def model_compared(tumour_cells: int, min_tumour_cells: int) -> bool:
+    """Whether a tile holds enough scored tumour cells (``tile_model.min_tumour_cells``) for the tile
+    model's vote to be set against its measured score: the model runs only there, and only there can
+    it flag the tile or count in the warnings.
+
+    Examples
+    --------
+    >>> model_compared(19, 20), model_compared(20, 20)
+    (False, True)
+    """
+    return tumour_cells >= min_tumour_cells
+
+
 def tile_flagged(measured: str | None, model_score: str | None, probability: float, compared: bool,
                  min_probability: float) -> bool:
     """Whether a tile goes to review because the tile model disagrees with its measured score.
 
     Only where the model voted (``model_score``; None where it did not run or abstained) on a tile
-    with enough tumour cells to compare (``compared``). A vote two or more classes away is always
+    with enough tumour cells to compare (``compared``: ``model_compared``). A vote two or more classes away is always
     worth a look; a vote one class away only when the model gives it at least ``min_probability``.
     On held-out generator tiles the model was right in about half of its one-class disagreements
     below that (a coin flip sends a reviewer nowhere), and in most of the rest
