@@ -60,9 +60,9 @@ def summarise(rows: list[dict], sharp: list[dict]) -> dict:
     """Agreement, class kept and intensity of truth-2+ and -3+ cells over one scan's drawings; ``sharp``
     the same fields' 40x 0.25-um/px drawings (the intensity ratio's reference)."""
     out = {"fields": len(rows), "score_agreement": float(np.mean([r["score"] == r["truth_score"] for r in rows]))}
+    t = np.concatenate([np.asarray(r["truth_cls"], object) for r in rows])
+    c = np.concatenate([np.asarray(r["cls"], object) for r in rows])
     for cls in ("2+", "3+"):
-        t = np.concatenate([np.asarray(r["truth_cls"], object) for r in rows])
-        c = np.concatenate([np.asarray(r["cls"], object) for r in rows])
         out[f"kept_{cls}"] = float(np.mean(c[t == cls] == cls)) if (t == cls).any() else float("nan")
         med = np.array([median_of(r, cls) for r in rows])
         ref = np.array([median_of(r, cls) for r in sharp])

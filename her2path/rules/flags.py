@@ -83,8 +83,9 @@ def tile_flagged(measured: str | None, model_score: str | None, probability: flo
     """Whether a tile goes to review because the tile model disagrees with its measured score.
 
     Only where the model voted (``model_score``; None where it did not run or abstained) on a tile
-    with enough tumour cells to compare (``compared``: ``model_compared``). A vote two or more classes away is always
-    worth a look; a vote one class away only when the model gives it at least ``min_probability``.
+    with enough tumour cells to compare (``compared``, from ``model_compared``). A vote two or more
+    classes away is always worth a look; a vote one class away only when the model gives it at least
+    ``min_probability``.
     On held-out generator tiles the model was right in about half of its one-class disagreements
     below that (a coin flip sends a reviewer nowhere), and in most of the rest
     (``benchmarks.tile_flags``).
