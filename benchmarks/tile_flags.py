@@ -21,7 +21,7 @@ import numpy as np
 
 from her2path.classify.calibrate import measure, tile_scores
 from her2path.classify.datasets import load_tile_set
-from her2path.classify.model import distances, embeddings, load_model, probabilities
+from her2path.classify.model import embeddings, load_model, novelty_ratio, probabilities
 from her2path.classify.train import load_pixels
 from her2path.config import load_settings
 from her2path.rules.flags import tile_flagged
@@ -40,8 +40,7 @@ def tile_votes(name: str, model, settings) -> dict[str, np.ndarray]:
     ts = load_tile_set(dataset(name, SETS))
     features = embeddings(model, load_pixels(ts))
     prob = probabilities(model, features)
-    novelty = getattr(model, "novelty", None)
-    abstain = distances(features, novelty) > novelty["threshold"] if novelty else np.zeros(len(ts), bool)
+    abstain = novelty_ratio(model, features) > 1
     measured = tile_scores(measure(ts.paths, settings), settings.ihc.cell_class, load_guideline("breast"))
     return {"truth": np.asarray(ts.labels), "measured": measured, "vote": prob.argmax(1), "p": prob.max(1),
             "abstain": abstain}

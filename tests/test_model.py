@@ -97,3 +97,23 @@ def test_model_card_names_the_shipped_weights():
 
     card = (Path(DEFAULT_TILE_MODEL).parent / "MODEL_CARD.md").read_text()
     assert file_digest(DEFAULT_TILE_MODEL) in card
+
+
+def test_the_tile_model_abstains_only_beyond_its_novelty_threshold():
+    """The shipped model withholds its vote on a tile whose features lie farther from its training data
+    than its novelty threshold, and votes inside it; a model without novelty statistics never abstains."""
+    from her2path.classify.model import embeddings, load_model, novelty_ratio, tile_probabilities
+
+    rng = np.random.default_rng(0)
+    rgb = np.clip(rng.normal([150, 110, 90], 20, (256, 256, 3)), 0, 255).astype(np.uint8)   # brown noise
+    model, _ = load_model(None)
+    assert model.novelty is not None
+    ratio = float(novelty_ratio(model, embeddings(model, rgb[None]))[0])
+    threshold = model.novelty["threshold"]
+    for scale, abstains in ((2.0, False), (0.5, True)):       # the tile's distance at half / twice the threshold
+        model.novelty = {**model.novelty, "threshold": threshold * ratio * scale}
+        probs, abstained = tile_probabilities(model, rgb, 0.5)
+        assert probs is not None and abstained is abstains
+    model.novelty = None
+    assert novelty_ratio(model, embeddings(model, rgb[None])).tolist() == [0.0]
+    assert tile_probabilities(model, rgb, 0.5)[1] is False

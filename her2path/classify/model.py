@@ -102,6 +102,16 @@ def distances(features: np.ndarray, novelty: dict) -> np.ndarray:
     return np.sqrt(np.einsum("nkd,de,nke->nk", d, prec, d).min(axis=1))
 
 
+def novelty_ratio(model: TileNet, features: np.ndarray) -> np.ndarray:
+    """(n,) each feature vector's distance to the training data (``distances``) over the model's novelty
+    threshold: above 1 lies outside what the model was trained on. Zeros for a model without novelty
+    statistics (format /1), which never abstains."""
+    novelty = getattr(model, "novelty", None)
+    if novelty is None:
+        return np.zeros(len(features))
+    return distances(features, novelty) / novelty["threshold"]
+
+
 def load_model(path: str | Path | None = None, device: str = "cpu") -> tuple[TileNet, dict]:
     """(model in eval mode, metadata) from a file written by ``her2path train``."""
     path = Path(path) if path else DEFAULT_TILE_MODEL
@@ -163,8 +173,4 @@ def tile_probabilities(model: TileNet, rgb: np.ndarray, mpp: float, min_tissue_f
     if not patches:
         return None, False
     features = embeddings(model, np.stack(patches))          # once: for the vote and for the novelty test
-    probs = probabilities(model, features).mean(0)
-    novelty = getattr(model, "novelty", None)
-    if novelty is None:
-        return probs, False
-    return probs, bool(np.mean(distances(features, novelty)) > novelty["threshold"])
+    return probabilities(model, features).mean(0), bool(np.mean(novelty_ratio(model, features)) > 1)
