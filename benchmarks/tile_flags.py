@@ -15,6 +15,7 @@ benchmarks/results/tile_flags.json.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
 import numpy as np
@@ -58,6 +59,7 @@ def flag_figures(v: dict[str, np.ndarray], min_probability: float) -> dict:
 
 
 def main(argv=None) -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     out, rows = {}, []
     model, _ = load_model(None)
     settings = load_settings()
