@@ -201,6 +201,7 @@ class IshNucleiConfig(_Section):
     max_area_um2: float = Field(gt=0, description="larger objects are clumps of overlapping nuclei")
     split_distance_um: float = Field(gt=0, description="touching nuclei with centres further apart are split")
     min_solidity: float = Field(gt=0, le=1, description="a notched outline below this: overlapping nuclei")
+    max_edge_um: float = Field(gt=0, description="a nucleus whose edge is wider (um) is out of focus")
     grid_um: float = Field(ge=0, description="nuclei are found on a grid no coarser than this (0: the image's); "
                            "the spots always at full resolution")
 

@@ -62,8 +62,7 @@ def analyse_field(channels: dict[str, np.ndarray], mpp: float, cfg: IshConfig = 
     every spot echo in the other colour (``cfg.spots.bleed_jpeg`` applies).
     """
     nc, sc = cfg.nuclei, cfg.spots
-    nuclei = segment_nuclei(channels["nuclear"], mpp, nc.min_area_um2, nc.max_area_um2, nc.split_distance_um,
-                            nc.min_solidity, nc.grid_um)
+    nuclei = segment_nuclei(channels["nuclear"], mpp, nc)
     mask = nuclei.labels > 0
     sigma_um = sc.brightfield_sigma_um if brightfield else sc.fish_sigma_um
     bleed = sc.bleed_jpeg if jpeg else sc.bleed
