@@ -37,6 +37,7 @@ from skimage.segmentation import watershed
 
 from ..config import CellsConfig
 from ..filters import disc_opening
+from ..segmentation import pixels
 from .nuclei import Nuclei
 
 
@@ -128,7 +129,7 @@ def basin_seeds(mem: MembraneMap, nuclei: Nuclei, tissue: np.ndarray, mpp: float
     n, lab = cv2.connectedComponents(peaks.astype(np.uint8), connectivity=8)
     if n <= 1:
         return np.zeros((0, 2))
-    ys, xs = np.nonzero(lab)
+    ys, xs = pixels(lab)
     idx = lab[ys, xs] - 1
     cnt = np.bincount(idx, minlength=n - 1)
     xy = np.c_[np.bincount(idx, xs, n - 1) / cnt, np.bincount(idx, ys, n - 1) / cnt]

@@ -54,6 +54,7 @@ import cv2
 import numpy as np
 
 from ..config import MembraneConfig
+from ..segmentation import pixels
 from .cells import Cells
 
 @dataclass
@@ -186,7 +187,7 @@ def territory_centres(territory: np.ndarray, n: int) -> tuple[np.ndarray, np.nda
     padded = np.pad(territory, 1)
     inner = ((padded[:-2, 1:-1] == territory) & (padded[2:, 1:-1] == territory)
              & (padded[1:-1, :-2] == territory) & (padded[1:-1, 2:] == territory))
-    ys, xs = np.nonzero((territory > 0) & ~inner)
+    ys, xs = pixels((territory > 0) & ~inner)
     lab = territory[ys, xs] - 1
     far = np.zeros(n)
     np.maximum.at(far, lab, np.hypot(xs - cx[lab], ys - cy[lab]))

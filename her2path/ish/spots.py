@@ -14,6 +14,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..filters import disc_opening
+from ..segmentation import pixels
 
 
 @dataclass
@@ -106,11 +107,11 @@ def detect_blobs(img: np.ndarray, mpp: float, sigma_um: float, k_noise: float = 
     # separate signals are never merged.
     dist, near = cv2.distanceTransformWithLabels((fg == 0).astype(np.uint8), cv2.DIST_L2, 5,
                                                   labelType=cv2.DIST_LABEL_PIXEL)
-    fy, fx = np.nonzero(fg)
+    fy, fx = pixels(fg)
     lut = np.zeros(len(fy) + 1, np.int32)
     lut[1:] = lab[fy, fx]
     # Every pixel within reach of a blob, and the ring beyond, with the blob it belongs to.
-    wy, wx = np.nonzero(dist <= (reach_um + ring_um) / mpp)
+    wy, wx = pixels(dist <= (reach_um + ring_um) / mpp)
     owner = lut[near[wy, wx]] - 1
     inner = dist[wy, wx] <= reach_um / mpp
     ys, xs, ids = wy[inner], wx[inner], owner[inner]
