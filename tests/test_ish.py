@@ -328,7 +328,7 @@ def test_a_nucleus_of_another_focal_plane_is_not_counted_and_hides_no_border():
     """A blurred nucleus of another focal plane behind two sharp ones (as on a thick section) was
     segmented as a nucleus and made both sharp neighbours 'touching': a technologist counts the sharp
     ones, whose borders are clear, and not the blurred one. Seed 500052 of benchmarks.ish_random lost
-    two of its 30 nuclei so and turned group 3 into group 1."""
+    two of its 30 nuclei so, and was called group 3 where the truth is group 1."""
     import cv2
 
     from her2path.config import IshNucleiConfig
