@@ -44,9 +44,11 @@ def gaussian(img: np.ndarray, sigma_px: float) -> np.ndarray:
 def disc_opening(img: np.ndarray, radius_px: int) -> np.ndarray:
     """Grey opening of a float image by a disc of ``radius_px`` (px): everything narrower goes.
 
-    Run on the image quantised to 16 bits over its range (steps of 1/65535 of
-    it, far below any noise): OpenCV's morphology is twice as fast on uint16
-    as on float32, with the same result to that step.
+    Run on integer levels, where OpenCV's morphology is fastest: an 8-bit
+    image read on a 0-1 scale (every value a whole number of 1/255 steps, as
+    ``io.fluorescence`` gives an 8-bit camera's field) on its own 256 levels,
+    exactly and twice as fast as on 16 bits; any other image quantised to 16
+    bits over its range (steps of 1/65535 of it, far below any noise).
 
     Examples
     --------
@@ -56,11 +58,25 @@ def disc_opening(img: np.ndarray, radius_px: int) -> np.ndarray:
     >>> out = disc_opening(img, 3)
     >>> float(out[31, 31]), round(float(out[32, 3]), 4)
     (0.0, 0.5)
+    >>> out = disc_opening(img * np.float32(254 / 255), 3)   # whole 8-bit steps (0, 127, 254): opened on uint8
+    >>> float(out[31, 31]), float(out[32, 3] * 255)
+    (0.0, 127.0)
     """
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius_px + 1,) * 2)
     lo, hi = float(img.min()), float(img.max())
     if hi <= lo:
         return img.astype(np.float32, copy=True)
+    if hi - lo <= 1.0 and _eight_bit_levels(img[::16, ::16], lo) is not None:   # a cheap look first
+        q8 = _eight_bit_levels(img, lo)
+        if q8 is not None:
+            return cv2.morphologyEx(q8, cv2.MORPH_OPEN, disc).astype(np.float32) / np.float32(255) + np.float32(lo)
     scale = 65535.0 / (hi - lo)
     q = np.round((img - lo) * scale).astype(np.uint16)
     return cv2.morphologyEx(q, cv2.MORPH_OPEN, disc).astype(np.float32) / np.float32(scale) + np.float32(lo)
+
+
+def _eight_bit_levels(img: np.ndarray, lo: float) -> np.ndarray | None:
+    """``img`` as whole 1/255 steps above ``lo`` (uint8), or None where it does not lie on them."""
+    steps = (img - np.float32(lo)) * np.float32(255)
+    q = np.rint(steps)
+    return q.astype(np.uint8) if np.abs(steps - q).max() < 1e-3 else None

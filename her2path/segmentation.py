@@ -1,5 +1,5 @@
-"""Nucleus labelling shared by IHC and ISH: split touching nuclei, relabel, per-label moments, and
-the pixels a mask holds."""
+"""Nucleus labelling shared by IHC and ISH: split touching nuclei, relabel, per-label moments and
+order statistics, and the pixels a mask holds."""
 from __future__ import annotations
 
 import cv2
@@ -45,6 +45,28 @@ def pixels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     [[0, 1, 1], [1, 0, 2]]
     """
     return np.divmod(np.flatnonzero(mask), mask.shape[1])
+
+
+def label_quantile(who: np.ndarray, values: np.ndarray, n: int, q: float) -> np.ndarray:
+    """For each label 1..n, the position in ``values`` of the value at quantile ``q`` (0-1, by
+    rank: the value ``floor(q * count)`` places up from the label's least, at most its largest)
+    among those carrying that label in ``who``; -1 for a label that carries none.
+
+    Examples
+    --------
+    >>> who, values = np.array([1, 1, 2, 1, 1]), np.array([5.0, 1.0, 7.0, 3.0, 4.0])
+    >>> label_quantile(who, values, 3, 1.0).tolist()       # each label's largest; label 3 has none
+    [0, 2, -1]
+    >>> int(label_quantile(who, values, 3, 0.5)[0])   # label 1 holds 1, 3, 4, 5: 2 places up is 4.0, at 4
+    4
+    """
+    order = np.lexsort((values, who))
+    count = np.bincount(who, None, n + 1)[1:]
+    start = np.r_[0, np.cumsum(count)[:-1]]
+    out = np.full(n, -1)
+    has = count > 0
+    out[has] = order[start[has] + np.minimum(count[has] - 1, np.floor(q * count[has]).astype(int))]
+    return out
 
 
 def relabel(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..filters import disc_opening
-from ..segmentation import pixels
+from ..segmentation import label_quantile, pixels
 
 
 @dataclass
@@ -129,9 +129,8 @@ def detect_blobs(img: np.ndarray, mpp: float, sigma_um: float, k_noise: float = 
     if at_limit is not None:
         saturated = (np.bincount(ids, at_limit[ys, xs], n - 1) > 0)[ok]
     # The brightest pixel of each blob: its band-pass pixels sorted by blob, then by value; the last of each.
-    fl, fv = lab[fy, fx], dog[fy, fx]
-    order = np.lexsort((fv, fl))
-    last = order[np.r_[np.flatnonzero(np.diff(fl[order])), len(order) - 1]]
+    fv = dog[fy, fx]
+    last = label_quantile(lab[fy, fx], fv, n - 1, 1.0)
     py, px = fy[last][ok], fx[last][ok]
     return Blobs(np.c_[cx, cy][ok], total[ok], maxima[ok], thr, saturated, (fv[last] / thr)[ok],
                  smooth[py, px], None if other is None else other.smooth[py, px], separate[ok])
