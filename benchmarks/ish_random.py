@@ -19,7 +19,10 @@ absolute ratio error, median relative error of HER2 per cell where the truth is
 amplified (>= 6) and of CEP17 per cell; and the same with nucleus selection
 taken out (``ish_accuracy.matched_nuclei``: our group against the truth's group
 over the nuclei we counted, and the ratio error over them), which tells
-counting errors from a different choice of nuclei.
+counting errors from a different choice of nuclei. And how often the call is
+flagged near a cut-off (``rules.ish.near_cutoff_reason``: a cut-off within
+the 95% interval of the nuclei counted), and how many misses were not flagged:
+the wrong calls a reviewer would not be sent to look at again.
 """
 from __future__ import annotations
 
@@ -58,11 +61,11 @@ def run_case(seed: int, brightfield: bool, folder: Path) -> dict:
         try:
             r = count_ish(paths, brightfield=brightfield, mpp=spec.mpp)
             row.update(group=r.group, ratio=r.ratio, her2_per_cell=r.her2_per_cell,
-                       cep17_per_cell=r.cep17_per_cell, nuclei=r.nuclei, call=r.call,
+                       cep17_per_cell=r.cep17_per_cell, nuclei=r.nuclei, call=r.call, near_cutoff=r.near_cutoff,
                        same_nuclei=matched_nuclei(r.table, truths, spec.mpp))
         except Her2PathError as exc:
             row.update(group=None, ratio=None, her2_per_cell=None, cep17_per_cell=None, nuclei=0, call="error",
-                       error=exc.one_line())
+                       near_cutoff=False, error=exc.one_line())
         # A no-call for too few evaluable nuclei asks for more fields: the technologist images another.
         if row["call"] != "no-call" or len(paths) >= MAX_FIELDS:
             return row
@@ -85,7 +88,9 @@ def summarise(rows: list[dict]) -> dict:
             "no_calls": sum(r["group"] is None for r in rows),
             "ratio_median_abs_error": float(np.median(ratio)) if ratio else float("nan"),
             "her2_rel_error_amplified": rel("her2_per_cell", lambda r: r["truth"]["her2_per_cell"] >= 6),
-            "cep17_rel_error": rel("cep17_per_cell")}
+            "cep17_rel_error": rel("cep17_per_cell"),
+            "near_cutoff_share": float(np.mean([r["near_cutoff"] for r in rows])) if rows else float("nan"),
+            "unflagged_misses": sum(r["group"] != r["truth"]["group"] and not r["near_cutoff"] for r in rows)}
 
 
 def table_rows(rows: list[dict]) -> list[list]:
@@ -98,7 +103,7 @@ def table_rows(rows: list[dict]) -> list[list]:
         s = summarise(rs)
         out.append([name, s["cases"], s["group_agreement"], s["no_calls"], s["ratio_median_abs_error"],
                     s["her2_rel_error_amplified"], s["cep17_rel_error"], s["same_nuclei_group_agreement"],
-                    s["same_nuclei_ratio_error"]])
+                    s["same_nuclei_ratio_error"], s["near_cutoff_share"], s["unflagged_misses"]])
     return out
 
 
@@ -110,7 +115,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     base = SEEDS[args.set]
     cols = ["rows", "cases", "group agree", "no calls", "ratio |err|", "HER2/cell err (amp)", "CEP17/cell err",
-            "same-nuclei group agree", "same-nuclei ratio |err|"]
+            "same-nuclei group agree", "same-nuclei ratio |err|", "flagged near cut-off", "misses not flagged"]
     result = {"set": args.set}
     with tempfile.TemporaryDirectory() as tmp, Timer() as t:
         for kind, n, bf in (("fish", args.fish, False), ("brightfield", args.brightfield, True)):
@@ -122,7 +127,7 @@ def main(argv=None) -> int:
                     print(f"  miss seed {r['seed']}: truth g{tr['group']} r{tr['ratio']:.2f} h{tr['her2_per_cell']:.2f} "
                           f"c{tr['cep17_per_cell']:.2f} n{tr['nuclei']} | ours g{r['group']} r{r['ratio']} "
                           f"h{r['her2_per_cell']} c{r['cep17_per_cell']} n{r['nuclei']} {r.get('error', '')} "
-                          f"{r['axes']}")
+                          f"{'(flagged near a cut-off) ' if r['near_cutoff'] else ''}{r['axes']}")
             result[kind] = {"summary": {row[0]: dict(zip(cols[1:], row[1:])) for row in table_rows(rows)}, "cases": rows}
     result["seconds"] = t.seconds
     path = write_results("ish_random" + ("" if args.set == "test" else "_tune"), result)

@@ -229,6 +229,7 @@ class IshSummary(Model):
     found: int = 0                   # nuclei found in the fields, evaluable or not
     excluded: dict[str, int] = {}    # nuclei not counted, per reason (cut by the edge, overlapping ...)
     saturated_clusters: dict[str, int] = {}   # clusters at the camera's limit (full scale; black): copies are lower bounds
+    near_cutoff: bool = False        # the call rests on the count: a cut-off lies within the figures' interval
 
 
 class IshResult(IshSummary):

@@ -74,6 +74,36 @@ def test_heterogeneity_flag():
     assert d.amplified_percent == 20.0 and d.heterogeneous
 
 
+def test_a_call_that_rests_on_the_count_is_flagged_near_a_cut_off():
+    """HER2 5.96/cell over 24 nuclei (one copy short of 6.0) is group 4, but one copy more makes it
+    group 3: the result says so, with the interval and what would settle it, and the case flags it.
+    The same spread well clear of every cut-off, and HER2 6.0 where the ratio is high (it parts
+    groups 3 and 4 only), are not flagged."""
+    from her2path.rules.flags import ish_flags
+    from her2path.schema import IshSummary
+
+    spread = np.array([5, 6, 7, 6, 6, 5, 7, 6] * 3)
+    d = ish_decision(spread - np.r_[1, np.zeros(23, int)], np.full(24, 4), np.ones(24, bool), "breast")
+    assert d.group == 4 and d.near_cutoff
+    assert d.reasons[-1].startswith("near a cut-off: HER2/cell 5.96 (95% interval 5.64-6.28) spans the cut-off 6, "
+                                     "over 24 nuclei")
+    assert "second reader" in d.reasons[-1]
+    summary = IshSummary.model_construct(near_cutoff=d.near_cutoff, warnings=[])
+    assert ish_flags(summary)[0].startswith("ISH: the ratio or mean HER2 lies near a cut-off")
+    clear = ish_decision(spread + 4, np.full(24, 4), np.ones(24, bool), "breast")            # HER2 10, ratio 2.5
+    high_ratio = ish_decision(spread, np.full(24, 2), np.ones(24, bool), "breast")          # HER2 6.0, ratio 3.0
+    assert (clear.group, clear.near_cutoff, high_ratio.group, high_ratio.near_cutoff) == (1, False, 1, False)
+    assert len(clear.reasons) == 1
+
+
+def test_gastric_ratio_near_its_cut_off_is_flagged():
+    c = np.array([2, 3] * 15)
+    near = ish_decision(c * 2 - np.r_[np.ones(3, int), np.zeros(27, int)], c, np.ones(30, bool), "gastric")
+    far = ish_decision(c * 3, c, np.ones(30, bool), "gastric")
+    assert near.call == "negative" and near.near_cutoff and "ratio 1.96" in near.reasons[-1]
+    assert far.call == "positive" and not far.near_cutoff
+
+
 @pytest.mark.parametrize("group", [2, 4])
 def test_brightfield_dual_ish_group(group):
     from her2path.ish.count import brightfield_channels

@@ -94,7 +94,7 @@ def count_ish(inputs, channels=DEFAULT_CHANNELS, mpp: float | None = None, brigh
     d = ish_decision(*counts.arrays(), table, fields=len(paths))
     result = IshResult(
         nuclei=d.nuclei, her2_per_cell=d.her2_per_cell, cep17_per_cell=d.cep17_per_cell,
-        ratio=d.ratio, group=d.group, call=d.call, reasons=d.reasons, next_step=d.next_step,
+        ratio=d.ratio, group=d.group, call=d.call, reasons=d.reasons, next_step=d.next_step, near_cutoff=d.near_cutoff,
         warnings=ish_warnings(d.heterogeneous, d.amplified_percent, table.ish.ratio_cutoff,
                               table.ish.heterogeneity_percent, counts.saturated, brightfield),
         amplified_percent=d.amplified_percent, heterogeneous=d.heterogeneous, guideline=table.name,

@@ -6,7 +6,7 @@ rule                                    code (thresholds and texts: data)
 a cell's class 0 / 1+ / 2+ / 3+         ``rules.ihc.cell_classes`` (``configs/default.yaml: ihc.cell_class``)
 IHC slide / tile score, sub-label       ``rules.ihc.ihc_decision`` (``configs/guidelines/*.yaml: ihc``)
 ISH group, call, next step,             ``rules.ish.ish_decision`` (``configs/guidelines/*.yaml: ish``
-heterogeneity                           and its status rows for ISH without IHC)
+heterogeneity, a call near a cut-off    and its status rows for ISH without IHC)
 case status from IHC and ISH            ``rules.status.classify`` (``configs/guidelines/*.yaml: status``)
 warnings and review flags               ``rules.flags``
 ======================================  ==========================================================

@@ -148,4 +148,6 @@ def ihc_flags(ihc: IhcSummary) -> list[str]:
 
 def ish_flags(ish: IshSummary) -> list[str]:
     """What a reviewer should look at in a case's ISH."""
-    return [f"ISH: {w}" for w in ish.warnings]
+    flags = ["ISH: the ratio or mean HER2 lies near a cut-off; count more nuclei or have a second reader count"] \
+        if ish.near_cutoff else []
+    return flags + [f"ISH: {w}" for w in ish.warnings]

@@ -1,4 +1,5 @@
-"""ISH rules: the dual-probe group, the call, the next step and heterogeneity, from per-nucleus counts.
+"""ISH rules: the dual-probe group, the call, the next step, heterogeneity and calls near a cut-off,
+from per-nucleus counts.
 
 Thresholds and texts are data: ``configs/guidelines/NAME.yaml: ish`` (scheme,
 minimum nuclei, ratio and copy-number cut-offs, heterogeneity share) and its
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .tables import Guideline, load_guideline
+from .tables import Guideline, IshTable, load_guideline
 
 
 def _table(guideline: str | Guideline) -> Guideline:
@@ -60,6 +61,82 @@ def ish_group(her2_per_cell: float, cep17_per_cell: float, guideline: str | Guid
     return 4 if her2_per_cell >= t.her2_low else 5
 
 
+def count_intervals(her2: np.ndarray, cep17: np.ndarray, z: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(low, high) of the ratio and of the mean HER2 per cell of counted nuclei: each figure +- ``z``
+    standard errors, the spread another count of as many nuclei would show.
+
+    The mean's standard error is the nuclei's standard deviation over sqrt(n); the ratio's (sum
+    HER2 / sum CEP17, a ratio estimator) is that of HER2 - ratio x CEP17 per nucleus, over the
+    mean CEP17.
+
+    Examples
+    --------
+    >>> h, c = np.array([5, 6, 7, 6, 6, 5, 7, 6] * 3), np.full(24, 3)     # 24 nuclei, HER2 6.0, ratio 2.0
+    >>> [tuple(round(v, 2) for v in iv) for iv in count_intervals(h, c, 1.96)]
+    [(1.9, 2.1), (5.71, 6.29)]
+    """
+    h, c = np.asarray(her2, float), np.asarray(cep17, float)
+    n = len(h)
+    ratio, mean_h = h.sum() / c.sum(), h.mean()
+    if n < 2:
+        return (ratio, ratio), (mean_h, mean_h)
+    se_ratio = np.sqrt(np.sum((h - ratio * c) ** 2) / (n * (n - 1))) / c.mean()
+    se_h = h.std(ddof=1) / np.sqrt(n)
+    return ((float(ratio - z * se_ratio), float(ratio + z * se_ratio)),
+            (float(mean_h - z * se_h), float(mean_h + z * se_h)))
+
+
+def near_cutoff_reason(her2: np.ndarray, cep17: np.ndarray, t: IshTable) -> str | None:
+    """The reason line of a call that rests on the count, or None: the ratio or the mean HER2 of
+    the counted nuclei lies within ``t.near_cutoff_z`` standard errors (``count_intervals``) of a
+    cut-off that would change the group (the ratio call where the guideline has no groups). HER2
+    6.0 parts groups 3 and 4 only below the ratio cut-off, so it counts only where the ratio can
+    lie there. The line says how many more nuclei would settle it if the figures stayed where
+    they are (the interval narrows as 1/sqrt(n)), up to twice as many again as were counted;
+    closer than that, only a second reader's count decides.
+
+    Examples
+    --------
+    >>> t = load_guideline("breast").ish
+    >>> h, c = np.array([5, 6, 7, 6, 6, 5, 7, 6] * 3) - np.r_[1, np.zeros(23, int)], np.full(24, 3)
+    >>> for part in near_cutoff_reason(h, c, t).split("; "):    # HER2 5.96/cell, ratio 1.99
+    ...     print(part)
+    near a cut-off: ratio 1.99 (95% interval 1.88-2.09) spans the cut-off 2
+    HER2/cell 5.96 (5.64-6.28) spans the cut-off 6, over 24 nuclei
+    count more nuclei (so close that only a much larger count would settle it) or have a second reader count
+    >>> h = np.array([5, 6, 7, 6, 6, 5, 7, 6] * 3) + np.r_[np.ones(6, int), np.zeros(18, int)]
+    >>> print(near_cutoff_reason(h, np.full(24, 4), t))         # HER2 6.25/cell, ratio 1.56: groups 3 or 4
+    near a cut-off: HER2/cell 6.25 (95% interval 5.93-6.57) spans the cut-off 6, over 24 nuclei; count more nuclei (about 15 more would settle it) or have a second reader count
+    >>> near_cutoff_reason(np.full(24, 12), np.full(24, 2), t) is None      # group 1 well clear of every cut-off
+    True
+    """
+    h, c = np.asarray(her2), np.asarray(cep17)
+    n = len(h)
+    (r_lo, r_hi), (h_lo, h_hi) = count_intervals(h, c, t.near_cutoff_z)
+    ratio, mean_h = float(h.sum() / c.sum()), float(h.mean())
+    spans = [("ratio", ratio, r_lo, r_hi, t.ratio_cutoff)] if r_lo < t.ratio_cutoff <= r_hi else []
+    if t.scheme == "groups":
+        cuts = [t.her2_low] + ([t.her2_high] if r_lo < t.ratio_cutoff else [])
+        spans += [("HER2/cell", mean_h, h_lo, h_hi, k) for k in cuts if h_lo < k <= h_hi]
+    if not spans:
+        return None
+    # n' nuclei narrow a half-width w to w sqrt(n / n'): the interval leaves the cut-off once w sqrt(n / n') < |x - k|.
+    need = max(n * ((hi - lo) / 2 / max(abs(x - k), 1e-9)) ** 2 for _, x, lo, hi, k in spans)
+    pct = round(100 * math.erf(t.near_cutoff_z / math.sqrt(2)))
+    figures = "; ".join(f"{name} {x:.2f} ({f'{pct}% interval ' if i == 0 else ''}{lo:.2f}-{hi:.2f}) spans the "
+                        f"cut-off {k:g}" for i, (name, x, lo, hi, k) in enumerate(spans))
+    more = math.ceil(need) - n
+    settle = (f"about {_round_up(more)} more would settle it" if more <= 2 * n
+              else "so close that only a much larger count would settle it")
+    return f"near a cut-off: {figures}, over {n} nuclei; count more nuclei ({settle}) or have a second reader count"
+
+
+def _round_up(k: int) -> int:
+    """``k`` rounded up to two significant figures (an estimate is not exact to the nucleus)."""
+    step = 10 ** max(len(str(k)) - 2, 0)
+    return -(-k // step) * step
+
+
 @dataclass
 class IshDecision:
     """The case figures of a dual-probe ISH count and what the guideline makes of them."""
@@ -74,6 +151,7 @@ class IshDecision:
     group: int | None = None                 # 1-5 (groups scheme, >= min nuclei), else None
     amplified_percent: float | None = None   # evaluable nuclei with their own ratio >= the cut-off
     heterogeneous: bool = False
+    near_cutoff: bool = False                # the call rests on the count (``near_cutoff_reason``)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -97,7 +175,8 @@ def ish_decision(her2: np.ndarray, cep17: np.ndarray, evaluable: np.ndarray,
         No call below the table's ``min_nuclei``, with how many more fields
         (at the same yield) would reach it; otherwise the group (breast) or the
         ratio call (gastric), with the call and next step of the status row for
-        ISH without IHC.
+        ISH without IHC, and a second reason where the call rests on the count
+        (``near_cutoff_reason``).
 
     Examples
     --------
@@ -135,6 +214,10 @@ def ish_decision(her2: np.ndarray, cep17: np.ndarray, evaluable: np.ndarray,
         d.group = ish_group(mean_h, mean_c, g)
         key = str(d.group)
         d.reasons = [f"ISH group {d.group} ({g.name}): {figures}"]
+    near = near_cutoff_reason(h, c, t)
+    if near:
+        d.near_cutoff = True
+        d.reasons.append(near)
     row = g.status_rule("none", key)
     d.call = row.status
     d.next_step = row.next_step.format(ihc="none", group=d.group) if row.next_step else None

@@ -73,6 +73,8 @@ class IshTable(_Strict):
     her2_low: float = Field(4.0, gt=0)
     her2_high: float = Field(6.0, gt=0)
     heterogeneity_percent: float = Field(10.0, ge=0, le=50)   # a second population above this share is reported
+    near_cutoff_z: float = Field(1.96, gt=0)   # a call whose figures lie within this many standard errors of a
+                                               # cut-off is flagged (``rules.ish.near_cutoff_reason``)
 
 
 IHC_KEYS = (*CLASSES, "none", "no-call")
