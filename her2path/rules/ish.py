@@ -103,10 +103,10 @@ def near_cutoff_reason(her2: np.ndarray, cep17: np.ndarray, t: IshTable) -> str 
     ...     print(part)
     near a cut-off: ratio 1.99 (95% interval 1.88-2.09) spans the cut-off 2
     HER2/cell 5.96 (5.64-6.28) spans the cut-off 6, over 24 nuclei
-    count more nuclei (so close that only a much larger count would settle it) or have a second reader count
+    so close that only a much larger count would settle it: have a second reader count
     >>> h = np.array([5, 6, 7, 6, 6, 5, 7, 6] * 3) + np.r_[np.ones(6, int), np.zeros(18, int)]
     >>> print(near_cutoff_reason(h, np.full(24, 4), t))         # HER2 6.25/cell, ratio 1.56: groups 3 or 4
-    near a cut-off: HER2/cell 6.25 (95% interval 5.93-6.57) spans the cut-off 6, over 24 nuclei; count more nuclei (about 15 more would settle it) or have a second reader count
+    near a cut-off: HER2/cell 6.25 (95% interval 5.93-6.57) spans the cut-off 6, over 24 nuclei; count about 15 more nuclei to settle it, or have a second reader count
     >>> near_cutoff_reason(np.full(24, 12), np.full(24, 2), t) is None      # group 1 well clear of every cut-off
     True
     """
@@ -126,9 +126,9 @@ def near_cutoff_reason(her2: np.ndarray, cep17: np.ndarray, t: IshTable) -> str 
     figures = "; ".join(f"{name} {x:.2f} ({f'{pct}% interval ' if i == 0 else ''}{lo:.2f}-{hi:.2f}) spans the "
                         f"cut-off {k:g}" for i, (name, x, lo, hi, k) in enumerate(spans))
     more = math.ceil(need) - n
-    settle = (f"about {_round_up(more)} more would settle it" if more <= 2 * n
-              else "so close that only a much larger count would settle it")
-    return f"near a cut-off: {figures}, over {n} nuclei; count more nuclei ({settle}) or have a second reader count"
+    settle = (f"count about {_round_up(more)} more nuclei to settle it, or have a second reader count" if more <= 2 * n
+              else "so close that only a much larger count would settle it: have a second reader count")
+    return f"near a cut-off: {figures}, over {n} nuclei; {settle}"
 
 
 def _round_up(k: int) -> int:
