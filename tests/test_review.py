@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -62,6 +63,25 @@ def test_pages_and_api(client):
     r = client.get(f"/files/case0/tiles/{tiles[0]['index']}.jpg?cells=true")
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     assert client.get("/files/case0/heatmap.png").status_code == 200
+
+
+def test_an_ish_count_near_a_cut_off_is_listed_first_and_named(tmp_path):
+    """A case whose ISH count rests on it (HER2 about 6/cell: groups 3 or 4) comes before a clear
+    group-1 case in the review list, named as such; its other ISH warnings are counted apart."""
+    from her2path.io.writers import write_image
+    from her2path.synthetic.ish import IshFieldSpec, render_fish
+
+    specs = {"a-clear": IshFieldSpec(group=1, seed=60), "b-near": IshFieldSpec(group=None, her2_mean=6.0,
+                                                                             cep17_mean=3.2, clustered=False, seed=70)}
+    for name, spec in specs.items():
+        fields = [write_image(tmp_path / f"{name}{k}.tif", render_fish(replace(spec, seed=spec.seed + k)).cyx(16), 0.1)
+                  for k in range(2)]
+        run_case(ish=fields, out=tmp_path / "out" / "cases" / name, case_id=name)
+    listed = review_client(tmp_path / "out").get("/api/cases").json()
+    assert [c["case_id"] for c in listed] == ["b-near", "a-clear"]
+    near, clear = listed
+    assert near["ish_near_cutoff"] and not clear["ish_near_cutoff"]
+    assert not any("near a cut-off" in w for w in near["ish_warnings"])
 
 
 def test_decisions_are_an_append_only_audit_trail(client, out):

@@ -297,11 +297,13 @@ def create_app(out: str | Path, token: str | None = None, allowed_hosts: list[st
                 item.update(reviewed=rv.reviewed(e, sign), status=r.status, sub_label=r.sub_label, ihc_score=r.ihc_score, ish_group=r.ish_group,
                             ratio=r.ratio, flags=r.flags, flagged_tiles=len(ihc.flagged_tiles) if ihc else 0,
                             near_cutoff=bool(ihc and ihc.near_cutoff),
+                            ish_near_cutoff=bool(r.ish and r.ish.near_cutoff),
+                            ish_warnings=list(r.ish.warnings) if r.ish else [],
                             tiles_reviewed=sum(1 for k in cur if k[0] == key and k[1] == "tile"),
                             signoff=sign.__dict__ if sign else None)
             out.append(item)
         out.sort(key=lambda c: (c["state"] == "ok", c.get("signoff") is not None, -c.get("flagged_tiles", 0),
-                                not c.get("near_cutoff"), c["case_id"]))
+                                not (c.get("near_cutoff") or c.get("ish_near_cutoff")), c["case_id"]))
         return out
 
     @app.get("/api/cases/{key}")

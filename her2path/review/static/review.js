@@ -48,15 +48,16 @@ const her2path = (() => {
         <td>${c.ish_group ? "group " + c.ish_group : c.ratio != null ? "ratio " + c.ratio.toFixed(2) : "-"}</td>
         <td>${[c.flagged_tiles ? `<span class="flag" title="tiles where the tile model disagrees">&#9873; ${c.flagged_tiles} flagged tiles</span>` : "",
               c.near_cutoff ? "slide near a cut-off" : "",
-              ishWarnings(c.flags)].filter(Boolean).join(" &middot; ")}</td>
+              c.ish_near_cutoff ? "ISH count near a cut-off" : "",
+              ishWarnings(c.ish_warnings)].filter(Boolean).join(" &middot; ")}</td>
         <td>${c.signoff ? `signed off: ${esc(c.signoff.value)} by ${esc(c.signoff.reviewer)}` : c.tiles_reviewed ? c.tiles_reviewed + " tiles reviewed" : '<span class="muted">not reviewed</span>'}</td></tr>`).join("");
     table.querySelectorAll("tr[data-case]").forEach((tr) =>
       tr.addEventListener("click", () => (location.href = "/case/" + encodeURIComponent(tr.dataset.case))));
   }
 
   // The ISH count's warnings (saturated clusters, a second population), named in full on hover.
-  function ishWarnings(flags) {
-    const ish = (flags || []).filter((f) => f.startsWith("ISH:"));
+  function ishWarnings(warnings) {
+    const ish = warnings || [];
     return ish.length ? `<span class="flag" title="${esc(ish.join("\n"))}">ISH: ${ish.length} warning${ish.length > 1 ? "s" : ""}</span>` : "";
   }
 
