@@ -44,10 +44,10 @@ def stage_times(rgb, mpp, stains, settings, white, model) -> dict[str, float]:
     lap("unmix")
     tissue = cv2.GaussianBlur(u.h + np.maximum(u.dab, 0), (0, 0), 1.0 / mpp) > TISSUE_OD
     lap("tissue")
-    nuclei = detect_nuclei(u.h, u.dab, mpp, cfg.nuclei, tissue, u.noise)
-    lap("nuclei")
     mem = membrane_map(u.dab, mpp, cfg.cells, tissue, u.noise, u.h)
     lap("membrane map")
+    nuclei = detect_nuclei(u.h, u.dab, mpp, cfg.nuclei, tissue, u.noise, mem.mask)
+    lap("nuclei")
     cells = segment_cells(u.h, u.dab, mpp, nuclei, mem, tissue, cfg.cells)
     lap("cells (basins + watershed)")
     classify_tumour(cells, mem, mpp, cfg.tumour, u.h)  # (tumour flags, their features)

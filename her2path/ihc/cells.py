@@ -36,9 +36,9 @@ import numpy as np
 from skimage.segmentation import watershed
 
 from ..config import CellsConfig
-from ..filters import disc_opening
 from ..segmentation import pixels
 from .nuclei import Nuclei
+from .stain import dab_relief
 
 
 @dataclass
@@ -165,8 +165,7 @@ def watershed_landscape(dab: np.ndarray, mpp: float) -> np.ndarray:
     >>> bool(r[30, 30] < 0.05), bool(r[30, 20] > 0.1)     # flat inside, a wall at its edge
     (True, True)
     """
-    smooth = cv2.GaussianBlur(dab, (0, 0), 0.5 / mpp)
-    plateau = disc_opening(smooth, int(round(1.5 / mpp)))
+    smooth, plateau = dab_relief(dab, mpp)
     edge = 2 * int(round(0.5 / mpp)) + 1
     step = cv2.morphologyEx(plateau, cv2.MORPH_GRADIENT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (edge, edge)))
     return (smooth - plateau) + step

@@ -167,3 +167,25 @@ def stains_for(pixels: np.ndarray, cfg, white: float = 255.0) -> Stains:
         return configured
     return estimate_stains(pixels, configured, max_deviation_deg=cfg.max_deviation_deg,
                            min_dab_fraction=cfg.min_dab_fraction, white=white)
+
+
+def dab_relief(dab: np.ndarray, mpp: float) -> tuple[np.ndarray, np.ndarray]:
+    """(the DAB OD image smoothed over 0.5 um, its plateaus): a grey opening with a disc 3 um across
+    (``filters.disc_opening``) keeps what is wider than any membrane (cytoplasm filled with DAB, a
+    stained nucleus) and removes the membranes, so smoothed - plateaus is the thin part, the membranes.
+
+    Examples
+    --------
+    >>> dab = np.zeros((40, 40), np.float32)
+    >>> dab[:, 19:21] = 0.5                      # a membrane 1 um wide at 0.5 um/px
+    >>> dab[2:16, 2:16] = 0.3                    # a brown nucleus 7 um across
+    >>> smooth, plateau = dab_relief(dab, 0.5)
+    >>> thin = smooth - plateau
+    >>> bool(thin[30, 20] > 0.2), bool(abs(thin[9, 9]) < 0.01)
+    (True, True)
+    """
+    from ..filters import disc_opening
+
+    smooth = cv2.GaussianBlur(dab, (0, 0), 0.5 / mpp)
+    return smooth, disc_opening(smooth, int(round(1.5 / mpp)))
+

@@ -82,8 +82,8 @@ def segment_tile(rgb: np.ndarray, mpp: float, stains: Stains, cfg: IhcConfig = I
     u = unmix(rgb, stains, white)
     h, dab = u.h, u.dab
     tissue = cv2.GaussianBlur(h + np.maximum(dab, 0), (0, 0), 1.0 / mpp) > TISSUE_OD
-    nuclei = detect_nuclei(h, dab, mpp, cfg.nuclei, tissue, u.noise)
     mem = membrane_map(dab, mpp, cfg.cells, tissue, u.noise, h)
+    nuclei = detect_nuclei(h, dab, mpp, cfg.nuclei, tissue, u.noise, mem.mask)
     cells = segment_cells(h, dab, mpp, nuclei, mem, tissue, cfg.cells)
     tumour, features = classify_tumour(cells, mem, mpp, cfg.tumour, h)
     return TileSegmentation(dab, u.dab_noise, h, tissue, cells, tumour, features)
