@@ -86,7 +86,7 @@ class NucleiConfig(_Section):
     crosstalk_min_dab_od: float = Field(gt=0, description="membranes with this much thin DAB (OD) measure how "
                                         "much of it leaks into the hematoxylin image")
     crosstalk_min_um2: float = Field(ge=0, description="... when they cover at least this area")
-    crosstalk_max: float = Field(ge=0, lt=1, description="the leak taken off is at most this share of DAB contrast")
+    crosstalk_max: float = Field(ge=0, lt=1, description="the leak taken off is at most this share of the thin DAB")
 
 
 class CellsConfig(_Section):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..filters import disc_opening
 from ..optics import optical_density
 
 DEFAULT_H = (0.650, 0.704, 0.286)     # Ruifrok & Johnston 2001
@@ -184,8 +185,5 @@ def dab_relief(dab: np.ndarray, mpp: float) -> tuple[np.ndarray, np.ndarray]:
     >>> bool(thin[30, 20] > 0.2), bool(abs(thin[9, 9]) < 0.01)
     (True, True)
     """
-    from ..filters import disc_opening
-
     smooth = cv2.GaussianBlur(dab, (0, 0), 0.5 / mpp)
     return smooth, disc_opening(smooth, int(round(1.5 / mpp)))
-
