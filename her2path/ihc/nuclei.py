@@ -140,11 +140,13 @@ def detect_nuclei(h: np.ndarray, dab: np.ndarray, mpp: float, cfg: NucleiConfig 
     background = local_median(hs, mpp, cfg.background_um)
     contrast = hs - background
     if membranes is not None:
-        smooth, plateau = dab_relief(dab, mpp)
-        thin = smooth - plateau
-        leak = dab_crosstalk(contrast, thin, membranes & tissue, mpp, cfg)
-        if leak > 0:
-            contrast = contrast - leak * thin
+        membranes = membranes & tissue
+        if membranes.sum() * mpp * mpp >= cfg.crosstalk_min_um2:     # else too little membrane to measure a leak
+            smooth, plateau = dab_relief(dab, mpp)
+            thin = smooth - plateau
+            leak = dab_crosstalk(contrast, thin, membranes, mpp, cfg)
+            if leak > 0:
+                contrast = contrast - leak * thin
     threshold = max(cfg.min_contrast_od, cfg.noise_factor * noise)
     mask = (contrast > threshold) & tissue
     # Nuclei are at least min_width_um across; fibres of stroma and muscle, and their texture, are not.
