@@ -46,7 +46,7 @@ def stage_times(rgb, mpp, stains, settings, white, model) -> dict[str, float]:
     lap("tissue")
     mem = membrane_map(u.dab, mpp, cfg.cells, tissue, u.noise, u.h)
     lap("membrane map")
-    nuclei = detect_nuclei(u.h, u.dab, mpp, cfg.nuclei, tissue, u.noise, mem.mask)
+    nuclei = detect_nuclei(u.h, u.dab, mpp, cfg.nuclei, tissue, u.noise, mem)
     lap("nuclei")
     cells = segment_cells(u.h, u.dab, mpp, nuclei, mem, tissue, cfg.cells)
     lap("cells (basins + watershed)")

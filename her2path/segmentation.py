@@ -59,10 +59,13 @@ def label_quantile(who: np.ndarray, values: np.ndarray, n: int, q: float) -> np.
     [0, 2, -1]
     >>> int(label_quantile(who, values, 3, 0.5)[0])   # label 1 holds 1, 3, 4, 5: 2 places up is 4.0, at 4
     4
+    >>> label_quantile(np.r_[0, who], np.r_[9.0, values], 3, 1.0).tolist()   # unlabelled entries are passed over
+    [1, 3, -1]
     """
     order = np.lexsort((values, who))
-    count = np.bincount(who, None, n + 1)[1:]
-    start = np.r_[0, np.cumsum(count)[:-1]]
+    count = np.bincount(who, None, n + 1)
+    start = (np.cumsum(count) - count)[1:]           # after every smaller label, 0 (unlabelled) included
+    count = count[1:]
     out = np.full(n, -1)
     has = count > 0
     out[has] = order[start[has] + np.minimum(count[has] - 1, np.floor(q * count[has]).astype(int))]

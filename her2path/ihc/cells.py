@@ -48,6 +48,7 @@ class MembraneMap:
     strength: np.ndarray      # (H, W) float32 ridge strength (scale-normalised curvature of DAB), OD
     mask: np.ndarray          # (H, W) bool membrane pixels
     threshold: float          # ridge strength that marks a membrane here
+    relief: tuple[np.ndarray, np.ndarray]   # the DAB image smoothed, and its plateaus (``stain.dab_relief``)
 
 
 @dataclass
@@ -96,7 +97,7 @@ def membrane_map(dab: np.ndarray, mpp: float, cfg: CellsConfig = CellsConfig(),
         mask &= r >= cfg.dab_over_h * ridge_strength(h, s)
     if tissue is not None:
         mask &= tissue
-    return MembraneMap(r, mask, thr)
+    return MembraneMap(r, mask, thr, dab_relief(dab, mpp))
 
 
 def _enclosure(membranes: np.ndarray, xy: np.ndarray, reach_px: np.ndarray, rays: int = 16) -> np.ndarray:
@@ -143,7 +144,8 @@ def basin_seeds(mem: MembraneMap, nuclei: Nuclei, tissue: np.ndarray, mpp: float
     return xy
 
 
-def watershed_landscape(dab: np.ndarray, mpp: float) -> np.ndarray:
+def watershed_landscape(dab: np.ndarray, mpp: float,
+                        relief: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The relief cells are grown over: DAB ridges (membranes) plus the edges of DAB plateaus (OD).
 
     The DAB image (smoothed over 0.5 um) is split by a grey opening with a
@@ -154,7 +156,8 @@ def watershed_landscape(dab: np.ndarray, mpp: float) -> np.ndarray:
     edge of a brown-filled cell is a step it settles on too. Over raw DAB a
     brown cell's plateau floods from every side at once and its neighbours
     take its outer half, so that unstained cells beside it read its
-    cytoplasm as their membrane.
+    cytoplasm as their membrane. ``relief``: the split when it is made already
+    (``MembraneMap.relief``).
 
     Examples
     --------
@@ -165,7 +168,7 @@ def watershed_landscape(dab: np.ndarray, mpp: float) -> np.ndarray:
     >>> bool(r[30, 30] < 0.05), bool(r[30, 20] > 0.1)     # flat inside, a wall at its edge
     (True, True)
     """
-    smooth, plateau = dab_relief(dab, mpp)
+    smooth, plateau = relief if relief is not None else dab_relief(dab, mpp)
     edge = 2 * int(round(0.5 / mpp)) + 1
     step = cv2.morphologyEx(plateau, cv2.MORPH_GRADIENT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (edge, edge)))
     return (smooth - plateau) + step
@@ -241,7 +244,7 @@ def segment_cells(h: np.ndarray, dab: np.ndarray, mpp: float, nuclei: Nuclei, me
             cv2.circle(markers, (int(round(x)), int(round(y))), r, n_nuc + 1 + i, -1)
     seeded = markers > 0
     dist = cv2.distanceTransform((~seeded).astype(np.uint8), cv2.DIST_L2, 5)
-    landscape = watershed_landscape(dab, mpp) + cfg.distance_weight * mpp * dist
+    landscape = watershed_landscape(dab, mpp, mem.relief) + cfg.distance_weight * mpp * dist
     mask = (tissue | seeded) & (dist <= cfg.radius_um / mpp)
     territory = grow_territories(landscape, markers, mask, max(1, int(round(cfg.watershed_um / mpp)))) \
         if (n_nuc + len(basins)) else np.zeros(h.shape, np.int32)

@@ -42,13 +42,16 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from ..config import NucleiConfig
 from ..segmentation import fill_holes, label_moments, relabel, split_touching
-from .stain import dab_relief
+
+if TYPE_CHECKING:                   # cells.py imports this module
+    from .cells import MembraneMap
 
 
 @dataclass
@@ -110,7 +113,7 @@ def dab_crosstalk(h_contrast: np.ndarray, thin_dab: np.ndarray, membranes: np.nd
 
 def detect_nuclei(h: np.ndarray, dab: np.ndarray, mpp: float, cfg: NucleiConfig = NucleiConfig(),
                   tissue: np.ndarray | None = None, noise: float = 0.0,
-                  membranes: np.ndarray | None = None) -> Nuclei:
+                  membranes: MembraneMap | None = None) -> Nuclei:
     """Nuclei of a hematoxylin OD image at ``mpp`` um/px.
 
     Parameters
@@ -126,9 +129,9 @@ def detect_nuclei(h: np.ndarray, dab: np.ndarray, mpp: float, cfg: NucleiConfig 
         Where there is tissue; nuclei are sought there only.
     noise : float
         Pixel noise of the OD images (``stain.unmix``).
-    membranes : (H, W) bool, optional
-        The tile's membrane pixels (``cells.membrane_map``): the thin DAB that leaks into the
-        hematoxylin image is measured there and taken off (``dab_crosstalk``).
+    membranes : MembraneMap, optional
+        The tile's membranes (``cells.membrane_map``): the thin DAB that leaks into the
+        hematoxylin image is measured on them and taken off (``dab_crosstalk``).
 
     Returns
     -------
@@ -140,13 +143,11 @@ def detect_nuclei(h: np.ndarray, dab: np.ndarray, mpp: float, cfg: NucleiConfig 
     background = local_median(hs, mpp, cfg.background_um)
     contrast = hs - background
     if membranes is not None:
-        membranes = membranes & tissue
-        if membranes.sum() * mpp * mpp >= cfg.crosstalk_min_um2:     # else too little membrane to measure a leak
-            smooth, plateau = dab_relief(dab, mpp)
-            thin = smooth - plateau
-            leak = dab_crosstalk(contrast, thin, membranes, mpp, cfg)
-            if leak > 0:
-                contrast = contrast - leak * thin
+        smooth, plateau = membranes.relief
+        thin = smooth - plateau
+        leak = dab_crosstalk(contrast, thin, membranes.mask & tissue, mpp, cfg)
+        if leak > 0:
+            contrast = contrast - leak * thin
     threshold = max(cfg.min_contrast_od, cfg.noise_factor * noise)
     mask = (contrast > threshold) & tissue
     # Nuclei are at least min_width_um across; fibres of stroma and muscle, and their texture, are not.

@@ -83,7 +83,7 @@ def segment_tile(rgb: np.ndarray, mpp: float, stains: Stains, cfg: IhcConfig = I
     h, dab = u.h, u.dab
     tissue = cv2.GaussianBlur(h + np.maximum(dab, 0), (0, 0), 1.0 / mpp) > TISSUE_OD
     mem = membrane_map(dab, mpp, cfg.cells, tissue, u.noise, h)
-    nuclei = detect_nuclei(h, dab, mpp, cfg.nuclei, tissue, u.noise, mem.mask)
+    nuclei = detect_nuclei(h, dab, mpp, cfg.nuclei, tissue, u.noise, mem)
     cells = segment_cells(h, dab, mpp, nuclei, mem, tissue, cfg.cells)
     tumour, features = classify_tumour(cells, mem, mpp, cfg.tumour, h)
     return TileSegmentation(dab, u.dab_noise, h, tissue, cells, tumour, features)

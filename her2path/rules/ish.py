@@ -113,7 +113,7 @@ def near_cutoff_reason(her2: np.ndarray, cep17: np.ndarray, t: IshTable) -> str 
     h, c = np.asarray(her2), np.asarray(cep17)
     n = len(h)
     (r_lo, r_hi), (h_lo, h_hi) = count_intervals(h, c, t.near_cutoff_z)
-    ratio, mean_h = float(h.sum() / c.sum()), float(h.mean())
+    ratio, mean_h = (r_lo + r_hi) / 2, (h_lo + h_hi) / 2          # each interval is centred on its figure
     spans = [("ratio", ratio, r_lo, r_hi, t.ratio_cutoff)] if r_lo < t.ratio_cutoff <= r_hi else []
     if t.scheme == "groups":
         cuts = [t.her2_low] + ([t.her2_high] if r_lo < t.ratio_cutoff else [])
