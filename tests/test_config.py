@@ -65,6 +65,7 @@ def test_a_partial_user_config_keeps_the_shipped_values_it_does_not_name(tmp_pat
     ("tiling:\n  tile_size: 5\n", "tiling.tile_size: unknown key"),
     ("tile_model:\n  flag_probability: 1.5\n", "tile_model.flag_probability"),
     ("ish:\n  nuclei:\n    max_edge_um: 0\n", "ish.nuclei.max_edge_um"),
+    ("ihc:\n  nuclei:\n    crosstalk_max: 1.5\n", "ihc.nuclei.crosstalk_max"),
     ("tiling: [1, 2\n", "not valid YAML"),
     ("- a\n- b\n", "mapping"),
 ])

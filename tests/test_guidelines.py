@@ -103,3 +103,12 @@ def test_a_tile_model_vote_one_class_away_flags_only_when_confident():
     assert not tile_flagged("2+", "2+", 0.99, True, p)
     assert not tile_flagged("0", None, 0.99, True, p)        # the model abstained or did not run
     assert not tile_flagged("0", "3+", 0.99, False, p)       # too few tumour cells to compare
+
+
+def test_a_guideline_table_without_a_positive_near_cutoff_interval_is_refused():
+    from pydantic import ValidationError
+
+    from her2path.rules.tables import IshTable
+
+    with pytest.raises(ValidationError, match="near_cutoff_z"):
+        IshTable(near_cutoff_z=0)
