@@ -89,6 +89,18 @@ def _circular_mean(a: np.ndarray, width: int) -> np.ndarray:
     return out / (2 * k + 1)
 
 
+def _along_ray(a: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``a[i, k, at[i, k]]`` for every cell i and ray k (``at`` clipped into the samples).
+
+    Examples
+    --------
+    >>> a = np.arange(6.0).reshape(1, 2, 3)                # one cell, 2 rays, 3 samples each
+    >>> _along_ray(a, np.array([[2, 5]])).tolist()         # sample 5 is past the end: the last
+    [[2.0, 5.0]]
+    """
+    return np.take_along_axis(a, np.clip(at, 0, a.shape[2] - 1)[..., None], axis=2)[..., 0]
+
+
 def _masked_median(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Row-wise median of ``a`` where ``mask`` (vectorised); 0 for rows with no True."""
     a = a.reshape(len(a), -1)
@@ -247,8 +259,13 @@ def measure_membranes(dab: np.ndarray, cells: Cells, mpp: float,
     peak_at = np.argmax(np.where(inside, val_arc, -np.inf), axis=2)
     # Membrane value: mean over +-1 um around the peak (integrated stain, robust to blur and JPEG).
     half = int(round(1.0 / mpp / step))
-    band = (idx >= (peak_at - half)[..., None]) & (idx <= (peak_at + half)[..., None])
-    m_in = np.where(inside.any(axis=2), (val_arc * band).sum(axis=2) / band.sum(axis=2), 0.0)
+    total, count = np.zeros((n, K)), np.zeros((n, K))
+    for o in range(-half, half + 1):
+        at = peak_at + o
+        ok = (at >= 0) & (at < R)
+        total += np.where(ok, _along_ray(val_arc, at), 0.0)
+        count += ok
+    m_in = np.where(inside.any(axis=2), total / count, 0.0)
     # Neighbour across each ray: the cell the ray enters when it leaves its own territory.
     first_out = np.take_along_axis(lab, np.minimum(edge, R - 1)[..., None], axis=2)[..., 0]
     neighbour = np.where(edge < R, first_out, 0).astype(np.int64)
@@ -264,14 +281,19 @@ def measure_membranes(dab: np.ndarray, cells: Cells, mpp: float,
     arc_threshold = cfg.arc_faint_od + cfg.noise_factor * noise_od
     # A membrane stands above both sides: the cell's own cytoplasm and the tissue just beyond its
     # edge (1.5-3 um out). DAB filling a cell's cytoplasm makes a step at its edge, not a ridge.
-    lo, hi = edge + int(round(1.5 / mpp / step)), edge + int(round(3.0 / mpp / step))
-    beyond = (idx >= lo[..., None]) & (idx < hi[..., None])
-    outside = np.where(beyond, val_arc, np.inf).min(axis=2)     # the lowest: a junction's other membrane ignored
+    # The lowest in each window: a junction's other membrane beyond the edge is ignored.
+    near_s, far_s = int(round(1.5 / mpp / step)), int(round(3.0 / mpp / step))
+    outside = np.full((n, K), np.inf, np.float32)
+    for o in range(near_s, far_s):
+        at = edge + o
+        outside = np.minimum(outside, np.where(at < R, _along_ray(val_arc, at), np.inf))
     # ... and just inside it (1.5-3 um in from the peak): a territory that takes in part of a stained
     # neighbour's cytoplasm meets a plateau there, not a ridge.
-    near, far_in = peak_at - int(round(1.5 / mpp / step)), peak_at - int(round(3.0 / mpp / step))
-    within = inside & (idx <= near[..., None]) & (idx >= far_in[..., None])
-    inner = np.where(within, val_arc, np.inf).min(axis=2)
+    inner = np.full((n, K), np.inf, np.float32)
+    for o in range(near_s, far_s + 1):
+        at = peak_at - o
+        ok = (at >= 0) & _along_ray(inside, at)
+        inner = np.minimum(inner, np.where(ok, _along_ray(val_arc, at), np.inf))
     sides = np.maximum(np.where(np.isfinite(outside), outside, cytoplasm[:, None]),
                        np.where(np.isfinite(inner), inner, cytoplasm[:, None]))
     # The rise is counted from zero at least: a border at 0 OD in a cytoplasm unmixed to -0.03 is not a
