@@ -295,7 +295,7 @@ def create_app(out: str | Path, token: str | None = None, allowed_hosts: list[st
                     continue
                 sign = cur.get((key, "signoff", None))
                 item.update(reviewed=rv.reviewed(e, sign), status=r.status, sub_label=r.sub_label, ihc_score=r.ihc_score, ish_group=r.ish_group,
-                            ratio=r.ratio, flags=r.flags, flagged_tiles=len(ihc.flagged_tiles) if ihc else 0,
+                            ratio=r.ratio, flagged_tiles=len(ihc.flagged_tiles) if ihc else 0,
                             near_cutoff=bool(ihc and ihc.near_cutoff),
                             ish_near_cutoff=bool(r.ish and r.ish.near_cutoff),
                             ish_warnings=list(r.ish.warnings) if r.ish else [],
