@@ -155,3 +155,25 @@ def test_truth_evaluability_is_read_on_the_ellipses_not_their_circumscribed_circ
     axes = np.tile([6.0, 4.5], (len(centres), 1))
     ok = _whole_and_clear(centres, axes, np.zeros(len(centres)), IshFieldSpec())   # 102.4 um square
     assert ok.tolist() == [True, True, False, False, False, False, True, False]
+
+
+def test_plump_stromal_cells_fill_the_stroma_without_changing_the_rest_of_the_field():
+    """The randomised generator's plump stromal cells (plasma cells, histiocytes) lie in the stroma at
+    their density, with nuclei of tumour-nucleus size, and come from a random stream of their own: the
+    tumour cells of a field are drawn as they are without them."""
+    from dataclasses import replace
+
+    from her2path.synthetic.tissue import random_spec, render_tissue
+
+    spec = random_spec(21, morphology="solid", stroma="fibrous", lymphocytes=0.0, width_um=256, height_um=256,
+                       mpp=0.5, stromal_cells=0.0)
+    plain, crowded = render_tissue(spec), render_tissue(replace(spec, stromal_cells=2000.0))
+    np.testing.assert_array_equal(plain.truth.xy_px, crowded.truth.xy_px)
+    np.testing.assert_array_equal(plain.truth.cls, crowded.truth.cls)
+    assert "stromal" not in set(plain.truth.other_kind)
+    xy = crowded.truth.other_xy_px[crowded.truth.other_kind == "stromal"]
+    stroma_mm2 = 0.256 * 0.256 * (1 - spec.tumour_area)          # roughly: the share not drawn as tumour
+    assert 0.4 * 2000 * stroma_mm2 < len(xy) < 1.6 * 2000 * stroma_mm2
+    # None sits on a tumour cell: every one lies further from the nearest tumour nucleus than a nucleus is wide.
+    d = np.hypot(*(xy[:, None, :] - crowded.truth.nucleus_xy_px[None, :, :]).transpose(2, 0, 1)).min(axis=1)
+    assert (d * spec.mpp > 2.0).all()

@@ -12,7 +12,10 @@ so here everything is drawn from a range (``random_spec``):
   membranes, cytoplasmic blush, a pale or strong counterstain;
 * non-tumour tissue: fibrous stroma with fibroblasts, smooth muscle (aligned
   fibres with cigar-shaped nuclei, some cut across and round), fat,
-  lymphocyte infiltrates, red cells in vessels, normal ducts;
+  lymphocyte infiltrates, red cells in vessels, normal ducts, and plump
+  stromal cells (plasma cells, histiocytes, activated fibroblasts: round to
+  oval nuclei of tumour-nucleus size, each in a little pale cytoplasm) as
+  they crowd the loose stroma of real gastric cores;
 * negatives that must never score 2+/3+: nuclear DAB (a Ki67/ER/PR stain),
   an H&E slide (eosin, no DAB), DAB only in the cytoplasm;
 * imaging: stain-vector jitter, 20x blur or 40x sharpness, a scanner colour
@@ -39,6 +42,7 @@ from skimage.segmentation import expand_labels, find_boundaries
 from ..io.writers import encode_jpeg
 from ..rules.ihc import IhcDecision, ihc_decision
 from ..schema import CLASSES
+from ..segmentation import pixels
 from .ihc import StainVectors, _allocate, _draw_ellipses, jitter_stains
 
 MORPHOLOGIES = ("solid", "sheet", "glands", "cribriform", "single-file", "signet")
@@ -68,6 +72,7 @@ class TissueSpec:
     tumour_area: float = 0.45             # share of the field in tumour
     stroma: str = "fibrous"
     lymphocytes: float = 0.3              # lymphocytes in the stroma, 0-1 (lymphocytic stroma: dense patches)
+    stromal_cells: float = 0.0            # plump stromal cells (plasma cells, histiocytes) per mm^2 of stroma
     rbc: bool = False                     # red cells in vessels
     normal_ducts: int = 0                 # small normal ducts (non-tumour epithelium)
     u_shaped: float = 0.0                 # share of 2+/3+ cells stained laterally/basolaterally only
@@ -124,6 +129,9 @@ def random_spec(seed: int, **fixed) -> TissueSpec:
         blur_um=float(rng.uniform(0.25, 0.4) if high_res else rng.uniform(0.45, 0.75)), cast=gains,
         jpeg_quality=int(rng.integers(70, 96)) if rng.random() < 0.6 else None,
         noise=float(rng.uniform(1.0, 3.5)))
+    # Drawn from a stream of its own, so that every other value of a seed's field stays as it was.
+    extra = np.random.default_rng([seed, 13])
+    values["stromal_cells"] = float(extra.uniform(300, 2500)) if extra.random() < 0.5 else 0.0
     values.update(fixed)
     return TissueSpec(**values)
 
@@ -139,7 +147,7 @@ class TissueTruth:
     peak_od: np.ndarray        # (n,) peak membrane DAB OD as laid down
     completeness: np.ndarray   # (n,) share of the perimeter stained
     other_xy_px: np.ndarray    # (m, 2) non-tumour nuclei
-    other_kind: np.ndarray     # (m,) "fibroblast", "muscle", "lymphocyte", "duct", "adipocyte"
+    other_kind: np.ndarray     # (m,) "fibroblast", "muscle", "lymphocyte", "stromal", "duct", "adipocyte"
 
 
 @dataclass
@@ -160,6 +168,7 @@ class TissueField:
                 "counterstain": "pale" if s.counterstain < 0.7 else "normal",
                 "u_shaped": "u-shaped" if s.u_shaped > 0 else "complete", "thick_3plus": s.thick_3plus,
                 "blush": "blush" if s.blush > 0 else "none", "cast": "cast" if s.cast != (1.0, 1.0, 1.0) else "none",
+                "stromal_cells": "none" if s.stromal_cells == 0 else ("sparse" if s.stromal_cells < 1200 else "dense"),
                 "cell_um": "small" if s.cell_um < 13 else ("large" if s.cell_um > 18 else "medium")}
 
 
@@ -500,6 +509,8 @@ def _stroma(spec, rng, shape, hem, other, where) -> tuple[list, list]:
         patch = where & (_smooth(rng, shape, 25 / mpp) > (0.3 if spec.stroma == "lymphocytic" else 1.2))
         scatter(6000 * lym, ((2.3, 3.1), (2.1, 2.9)), (0.6, 0.95), "lymphocyte", patch)
         scatter(300 * lym, ((2.3, 3.1), (2.1, 2.9)), (0.6, 0.95), "lymphocyte", where)
+    if spec.stromal_cells > 0:
+        _stromal_cells(spec, shape, hem, where, xy, kinds)
     if spec.rbc:                               # a few vessels holding red cells
         for _ in range(rng.integers(1, 4)):
             c = rng.uniform(0, [W, H])
@@ -512,6 +523,34 @@ def _stroma(spec, rng, shape, hem, other, where) -> tuple[list, list]:
                            rng.uniform(0.3, 0.6, len(pts)), mpp)
             np.maximum(other, disc, out=other)
     return xy, kinds
+
+
+def _stromal_cells(spec, shape, hem, where, xy, kinds) -> None:
+    """Plump stromal cells into ``hem`` where ``where``, their nuclei appended to ``xy`` / ``kinds``.
+
+    Plasma cells, histiocytes and activated fibroblasts: oval nuclei of 20-45 um^2 (a tumour
+    nucleus's size, not a lymphocyte's), moderately dark, each in a little pale cytoplasm, spread
+    through the stroma ``spec.stromal_cells`` per mm^2 (the loose stroma of a real gastric core holds
+    one every 20-25 um). Their own random stream: the rest of the field is drawn as without them.
+    """
+    rng = np.random.default_rng([spec.seed, 17])
+    mpp, cs = spec.mpp, spec.counterstain
+    n = rng.poisson(spec.stromal_cells * where.sum() * mpp * mpp / 1e6)
+    if n == 0:
+        return
+    ys, xs = pixels(where)
+    pick = rng.integers(0, len(ys), n)
+    pts = np.c_[xs[pick], ys[pick]].astype(float)
+    ang = rng.uniform(0, 180, n)
+    a, b = rng.uniform(2.8, 4.5, n), rng.uniform(2.2, 3.2, n)
+    cyto = np.zeros(shape, np.float32)
+    _draw_ellipses(cyto, pts * mpp, np.c_[a + rng.uniform(1.5, 3.5, n), b + rng.uniform(1.5, 3.5, n)], ang,
+                   cs * rng.uniform(0.03, 0.07, n), mpp)
+    nuc = np.zeros(shape, np.float32)
+    _draw_ellipses(nuc, pts * mpp, np.c_[a, b], ang, cs * rng.uniform(0.25, 0.6, n), mpp)
+    np.maximum(hem, np.maximum(cyto, nuc) * where, out=hem)
+    xy.append(pts)
+    kinds.extend(["stromal"] * n)
 
 
 def _normal_duct(spec, rng, shape, hem, avoid) -> tuple[np.ndarray, list]:
