@@ -159,8 +159,8 @@ def test_truth_evaluability_is_read_on_the_ellipses_not_their_circumscribed_circ
 
 def test_plump_stromal_cells_fill_the_stroma_without_changing_the_rest_of_the_field():
     """The randomised generator's plump stromal cells (plasma cells, histiocytes) lie in the stroma at
-    their density, with nuclei of tumour-nucleus size, and come from a random stream of their own: the
-    tumour cells of a field are drawn as they are without them."""
+    about their density and off the tumour, and come from a random stream of their own: the tumour
+    cells of a field are drawn as they are without them."""
     from dataclasses import replace
 
     from her2path.synthetic.tissue import random_spec, render_tissue
