@@ -48,7 +48,7 @@ class MembraneMap:
     strength: np.ndarray      # (H, W) float32 ridge strength (scale-normalised curvature of DAB), OD
     mask: np.ndarray          # (H, W) bool membrane pixels
     threshold: float          # ridge strength that marks a membrane here
-    relief: tuple[np.ndarray, np.ndarray]   # the DAB image smoothed, and its plateaus (``stain.dab_relief``)
+    relief: tuple[np.ndarray, np.ndarray]   # the DAB image's thin part (membranes) and plateaus (``stain.dab_relief``)
 
 
 @dataclass
@@ -168,10 +168,10 @@ def watershed_landscape(dab: np.ndarray, mpp: float,
     >>> bool(r[30, 30] < 0.05), bool(r[30, 20] > 0.1)     # flat inside, a wall at its edge
     (True, True)
     """
-    smooth, plateau = relief if relief is not None else dab_relief(dab, mpp)
+    thin, plateau = relief if relief is not None else dab_relief(dab, mpp)
     edge = 2 * int(round(0.5 / mpp)) + 1
     step = cv2.morphologyEx(plateau, cv2.MORPH_GRADIENT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (edge, edge)))
-    return (smooth - plateau) + step
+    return thin + step
 
 
 def grow_territories(landscape: np.ndarray, markers: np.ndarray, mask: np.ndarray, step: int) -> np.ndarray:

@@ -143,8 +143,7 @@ def detect_nuclei(h: np.ndarray, dab: np.ndarray, mpp: float, cfg: NucleiConfig 
     background = local_median(hs, mpp, cfg.background_um)
     contrast = hs - background
     if membranes is not None:
-        smooth, plateau = membranes.relief
-        thin = smooth - plateau
+        thin = membranes.relief[0]
         leak = dab_crosstalk(contrast, thin, membranes.mask & tissue, mpp, cfg)
         if leak > 0:
             contrast = contrast - leak * thin

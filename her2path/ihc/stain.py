@@ -171,19 +171,20 @@ def stains_for(pixels: np.ndarray, cfg, white: float = 255.0) -> Stains:
 
 
 def dab_relief(dab: np.ndarray, mpp: float) -> tuple[np.ndarray, np.ndarray]:
-    """(the DAB OD image smoothed over 0.5 um, its plateaus): a grey opening with a disc 3 um across
-    (``filters.disc_opening``) keeps what is wider than any membrane (cytoplasm filled with DAB, a
-    stained nucleus) and removes the membranes, so smoothed - plateaus is the thin part, the membranes.
+    """(the thin part of the DAB OD image, its plateaus), both OD: the image is smoothed over 0.5 um,
+    and a grey opening with a disc 3 um across (``filters.disc_opening``) keeps what is wider than any
+    membrane (cytoplasm filled with DAB, a stained nucleus): the plateaus. What it removes, the smoothed
+    image less its plateaus, is the thin part: the membranes.
 
     Examples
     --------
     >>> dab = np.zeros((40, 40), np.float32)
     >>> dab[:, 19:21] = 0.5                      # a membrane 1 um wide at 0.5 um/px
     >>> dab[2:16, 2:16] = 0.3                    # a brown nucleus 7 um across
-    >>> smooth, plateau = dab_relief(dab, 0.5)
-    >>> thin = smooth - plateau
+    >>> thin, plateau = dab_relief(dab, 0.5)
     >>> bool(thin[30, 20] > 0.2), bool(abs(thin[9, 9]) < 0.01)
     (True, True)
     """
     smooth = cv2.GaussianBlur(dab, (0, 0), 0.5 / mpp)
-    return smooth, disc_opening(smooth, int(round(1.5 / mpp)))
+    plateau = disc_opening(smooth, int(round(1.5 / mpp)))
+    return smooth - plateau, plateau
