@@ -143,10 +143,13 @@ def test_outputs_are_derived_from_the_result(tmp_path, sample_slide):
 
 
 @pytest.mark.parametrize("white", [255.0, 231.0, (250.0, 240.0, 190.0)])
-def test_optical_density_by_lookup_equals_the_logarithm(white):
+@pytest.mark.parametrize("shape", ["image", "pixel list", "strided"])
+def test_optical_density_by_lookup_equals_the_logarithm(white, shape):
+    """Per channel for an image, for the (n, 3) pixel lists stain estimation passes, and for a view."""
     from her2path.optics import optical_density
 
     rgb = np.random.default_rng(1).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    rgb = {"image": rgb, "pixel list": rgb.reshape(-1, 3), "strided": rgb[::2, 1::3]}[shape]
     exact = -np.log10(np.maximum(rgb.astype(np.float64), 1.0) / np.asarray(white, np.float64))
     od = optical_density(rgb, white)
     assert od.dtype == np.float32 and od.shape == rgb.shape

@@ -177,3 +177,14 @@ def test_plump_stromal_cells_fill_the_stroma_without_changing_the_rest_of_the_fi
     # None sits on a tumour cell: every one lies further from the nearest tumour nucleus than a nucleus is wide.
     d = np.hypot(*(xy[:, None, :] - crowded.truth.nucleus_xy_px[None, :, :]).transpose(2, 0, 1)).min(axis=1)
     assert (d * spec.mpp > 2.0).all()
+
+
+def test_red_cells_are_drawn_grey_so_they_unmix_into_hematoxylin_and_dab():
+    """Red cells are drawn at the near-neutral grey measured on real cores: unmixed with the default
+    stains a unit of their OD reads as much hematoxylin as DAB (the brown they were drawn before read
+    0.15 hematoxylin to 0.88 DAB), with a small residual off the hematoxylin-DAB plane."""
+    from her2path.ihc.stain import Stains
+    from her2path.synthetic.tissue import RBC_VECTOR
+
+    h, dab, residual = np.asarray(RBC_VECTOR) / np.linalg.norm(RBC_VECTOR) @ Stains().unmixing()
+    assert h > 0.4 and dab > 0.3 and abs(residual) < 0.2
