@@ -456,6 +456,27 @@ def render_tissue(spec: TissueSpec) -> TissueField:
     return TissueField(rgb, mpp, spec, truth, decision, encoded)
 
 
+def _scatter_points(rng, density_mm2: float, mask: np.ndarray, mpp: float) -> np.ndarray:
+    """Points dropped uniformly on the pixels of ``mask``, ``density_mm2`` per mm^2 on average.
+
+    The count is Poisson, so fields of one spec vary as real ones do; ``mpp`` is um per pixel.
+    Returns an (n, 2) float array of (x, y) pixel positions (n may be 0).
+
+    Examples
+    --------
+    >>> m = np.zeros((100, 100), bool); m[:, :50] = True     # 50 x 100 px at 10 um/px: 0.5 mm^2
+    >>> pts = _scatter_points(np.random.default_rng(0), 200, m, 10.0)
+    >>> len(pts) > 50, bool((pts[:, 0] < 50).all())
+    (True, True)
+    """
+    n = rng.poisson(density_mm2 * mask.sum() * mpp * mpp / 1e6)
+    if n == 0:
+        return np.zeros((0, 2))
+    ys, xs = pixels(mask)
+    pick = rng.integers(0, len(ys), n)
+    return np.c_[xs[pick], ys[pick]].astype(float)
+
+
 def _stroma(spec, rng, shape, hem, other, where) -> tuple[list, list]:
     """Paint the non-tumour tissue into ``hem`` / ``other`` where ``where``; returns nuclei positions."""
     mpp, cs = spec.mpp, spec.counterstain
@@ -474,12 +495,10 @@ def _stroma(spec, rng, shape, hem, other, where) -> tuple[list, list]:
         return (f - f.mean()) / (f.std() + 1e-9)
 
     def scatter(density_mm2, axes_um, od, kind, mask, align=None):
-        n = rng.poisson(density_mm2 * mask.sum() * mpp * mpp / 1e6)
+        pts = _scatter_points(rng, density_mm2, mask, mpp)
+        n = len(pts)
         if n == 0:
             return
-        ys, xs = np.nonzero(mask)
-        pick = rng.integers(0, len(ys), n)
-        pts = np.c_[xs[pick], ys[pick]].astype(float)
         ax = np.c_[rng.uniform(*axes_um[0], n), rng.uniform(*axes_um[1], n)]
         ang = np.full(n, align) + rng.normal(0, 12, n) if align is not None else rng.uniform(0, 180, n)
         nuc = np.zeros(shape, np.float32)
@@ -540,12 +559,10 @@ def _stromal_cells(spec, shape, hem, where, xy, kinds) -> None:
     """
     rng = np.random.default_rng([spec.seed, 17])
     mpp, cs = spec.mpp, spec.counterstain
-    n = rng.poisson(spec.stromal_cells * where.sum() * mpp * mpp / 1e6)
+    pts = _scatter_points(rng, spec.stromal_cells, where, mpp)
+    n = len(pts)
     if n == 0:
         return
-    ys, xs = pixels(where)
-    pick = rng.integers(0, len(ys), n)
-    pts = np.c_[xs[pick], ys[pick]].astype(float)
     ang = rng.uniform(0, 180, n)
     a, b = rng.uniform(2.8, 4.5, n), rng.uniform(2.2, 3.2, n)
     cyto = np.zeros(shape, np.float32)
