@@ -8,7 +8,8 @@ written to disk (PNG, or JPEG at its quality) and scored through
 ``score_ihc`` as a user's file would be. ``--set test`` uses seeds never used
 for choosing parameters (``tune`` is the set that was used). Reported: slide
 score agreement, percent-of-cells MAE per class, per-cell QWK, 1+ cell recall
-and tumour-cell recall/precision, for all fields and per value of each axis;
+and tumour-cell recall/precision, for all fields and per value of each axis,
+with the matched cells' confusion (true class against the class found);
 and the generated negatives (nuclear DAB, H&E, cytoplasm-only DAB), which
 must never score 2+ or 3+.
 """
@@ -89,6 +90,8 @@ def summarise(rows: list[dict]) -> dict:
         "recall_1plus": float(np.mean(pc[tc == 1] == 1)) if (tc == 1).any() else float("nan"),
         "tumour_recall": float(sum(r["matched"] for r in rows) / max(sum(r["truth_cells"] for r in rows), 1)),
         "tumour_precision": float(sum(r["matched"] for r in rows) / max(sum(r["pred_cells"] for r in rows), 1)),
+        # matched tumour cells: rows the true class, columns the class found (0, 1+, 2+, 3+)
+        "cell_confusion": np.bincount(4 * tc + pc, minlength=16).reshape(4, 4).tolist(),
     }
 
 
@@ -128,6 +131,9 @@ def main(argv=None) -> int:
             print(f"  miss seed {r['seed']} {r['guideline']}: truth {r['truth_score']} "
                   f"{ {c: round(r['truth_percent'][c], 1) for c in CLASSES} } got {r['score']} "
                   f"{ {c: round(r['percent'][c], 1) for c in CLASSES} } {r['axes']}")
+    print_table("Matched tumour cells, true class (rows) against the class found (columns)",
+                ["true"] + [f"found {c}" for c in CLASSES],
+                [[c] + row for c, row in zip(CLASSES, summary["ALL"]["cell_confusion"])])
     neg_table = []
     for kind in NEGATIVES:
         sel = [r for r in neg_rows if r["negative"] == kind]

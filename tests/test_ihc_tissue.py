@@ -420,3 +420,34 @@ def test_blurred_intense_membranes_are_not_taken_for_nuclei():
         return int((nu.mean_dab > 0.15).sum())
 
     assert brown_nuclei(0.65) <= max(3, brown_nuclei(0.3))
+
+
+def test_the_edge_of_brown_cytoplasm_is_not_a_membrane():
+    # Brown filling the cytoplasm of small cells (a cytoplasm-only negative) ends at a step, not a ridge.
+    # A territory that takes in part of such a cell, the rest beyond its edge pale, rose over its own
+    # cytoplasm there and read the brown part as membrane: on the tuning negative 50014 of
+    # benchmarks.ihc_random 11% of the tumour cells read 2+ or 3+, and the field scored 2+. Read above
+    # the DAB image's plateaus (what a 5-um grey opening keeps), the step is no rise; thin membranes on
+    # the same brown still are.
+    from her2path.rules.ihc import cell_classes
+
+    side, step = 240, 24
+    cells = _grid_cells(side, step, step)
+    cfg = IhcConfig()
+    brown = np.zeros((side, side), np.float32)
+    for bx in range(48, 200, 48):               # brown cells 10 um across, each split between two territories
+        for by in range(36, 220, 48):
+            cv2.circle(brown, (bx, by), 10, 0.3, -1)
+    brown = cv2.GaussianBlur(brown, (0, 0), 1.0)
+    split = np.array([brown[int(y) - 12:int(y) + 12, int(x) - 12:int(x) + 12].max() > 0.2 for x, y in cells.xy])
+
+    def classes(dab):
+        m = measure_membranes(dab, cells, 0.5, cfg.membrane, pixel_noise=0.002)
+        return cell_classes(m.completeness, m.intensity, cfg.cell_class).cls
+
+    assert split.sum() == 32 and (classes(brown)[split] == "0").all()      # all 32 read 2+ before
+    lines = np.zeros_like(brown)                # membranes 1 um wide at 0.4 OD on every border
+    for k in range(2):
+        lines[:, k::step] += 0.4
+        lines[k::step, :] += 0.4
+    assert (classes(lines)[split] == "2+").all() and (classes(lines + brown)[split] == "2+").all()
