@@ -168,18 +168,20 @@ def sample_rays(images: list[tuple[np.ndarray, int]], xy: np.ndarray, angles: np
                 radii: np.ndarray) -> list[np.ndarray]:
     """Samples of each image along rays from every point: (n, rays, samples) per image.
 
-    ``images`` pairs an image with its OpenCV interpolation; points are done in
-    chunks so that no remap call exceeds OpenCV's size limit, however many
-    cells a tile holds.
+    ``images`` pairs an image with its OpenCV interpolation; ``radii`` (px) are
+    the distances sampled on every ray, (samples,), or on each ray its own,
+    (n, rays, samples). Points are done in chunks so that no remap call exceeds
+    OpenCV's size limit, however many cells a tile holds.
     """
-    n, K, R = len(xy), len(angles), len(radii)
+    n, K, R = len(xy), len(angles), radii.shape[-1]
     out = [np.empty((n, K, R), np.float32) for _ in images]
     chunk = max(1, MAX_REMAP_ROWS // K)
     cos, sin = np.cos(angles)[None, :, None], np.sin(angles)[None, :, None]
     for a in range(0, n, chunk):
         p = xy[a:a + chunk].astype(np.float32)
-        mx = (p[:, 0, None, None] + cos * radii[None, None, :]).reshape(-1, R)
-        my = (p[:, 1, None, None] + sin * radii[None, None, :]).reshape(-1, R)
+        rr = radii if radii.ndim == 1 else radii[a:a + chunk]
+        mx = (p[:, 0, None, None] + cos * rr).reshape(-1, R)
+        my = (p[:, 1, None, None] + sin * rr).reshape(-1, R)
         for o, (img, interp) in zip(out, images):
             border = cv2.BORDER_REPLICATE if interp == cv2.INTER_LINEAR else cv2.BORDER_CONSTANT
             o[a:a + chunk] = cv2.remap(img, mx, my, interp, borderMode=border, borderValue=0).reshape(len(p), K, R)
@@ -254,8 +256,7 @@ def measure_membranes(dab: np.ndarray, cells: Cells, mpp: float,
     # cells), so one nearest-neighbour remap reads both.
     code = (2 * cells.territory + nuclei).astype(np.float32)
     plateau = disc_opening(cv2.GaussianBlur(dab, (0, 0), 0.5 / mpp), int(round(PLATEAU_UM / 2 / mpp)))
-    val, code, flat = sample_rays([(smooth, cv2.INTER_LINEAR), (code, cv2.INTER_NEAREST),
-                                   (plateau, cv2.INTER_LINEAR)], origin, ang, radii)
+    val, code = sample_rays([(smooth, cv2.INTER_LINEAR), (code, cv2.INTER_NEAREST)], origin, ang, radii)
     code = code.astype(np.int32)
     lab, nuc = code >> 1, code & 1
     own = lab == np.arange(1, n + 1, dtype=np.int32)[:, None, None]
@@ -270,14 +271,17 @@ def measure_membranes(dab: np.ndarray, cells: Cells, mpp: float,
     val_arc = _circular_mean(val.reshape(n, K, R), width)
     peak_at = np.argmax(np.where(inside, val_arc, -np.inf), axis=2)
     # Membrane value: mean over +-1 um around the peak (integrated stain, robust to blur and JPEG),
-    # and the plateau under it there.
+    # and the plateau under it there (sampled at those points only).
     half = int(round(1.0 / mpp / step))
+    window = np.arange(-half, half + 1)
+    (flat,) = sample_rays([(plateau, cv2.INTER_LINEAR)], origin, ang,
+                          radii[np.clip(peak_at[..., None] + window, 0, R - 1)])
     total, under, count = np.zeros((n, K)), np.zeros((n, K)), np.zeros((n, K))
-    for o in range(-half, half + 1):
+    for k, o in enumerate(window):
         at = peak_at + o
         ok = (at >= 0) & (at < R)
         total += np.where(ok, _along_ray(val_arc, at), 0.0)
-        under += np.where(ok, _along_ray(flat, at), 0.0)
+        under += np.where(ok, flat[..., k], 0.0)
         count += ok
     some = inside.any(axis=2)
     m_in = np.where(some, total / count, 0.0)
