@@ -172,6 +172,15 @@ def sample_rays(images: list[tuple[np.ndarray, int]], xy: np.ndarray, angles: np
     the distances sampled on every ray, (samples,), or on each ray its own,
     (n, rays, samples). Points are done in chunks so that no remap call exceeds
     OpenCV's size limit, however many cells a tile holds.
+
+    Examples
+    --------
+    >>> img = np.arange(100, dtype=np.float32).reshape(10, 10)     # value 10 y + x
+    >>> xy, ang = np.array([[5.0, 5.0]]), np.array([0.0, np.pi / 2], np.float32)   # rays to +x and +y
+    >>> sample_rays([(img, cv2.INTER_LINEAR)], xy, ang, np.array([0.0, 2.0], np.float32))[0].round(3).tolist()
+    [[[55.0, 57.0], [55.0, 75.0]]]
+    >>> sample_rays([(img, cv2.INTER_LINEAR)], xy, ang, np.array([[[2.0], [1.0]]], np.float32))[0].round(3).tolist()
+    [[[57.0], [65.0]]]
     """
     n, K, R = len(xy), len(angles), radii.shape[-1]
     out = [np.empty((n, K, R), np.float32) for _ in images]
