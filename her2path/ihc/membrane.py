@@ -17,8 +17,8 @@ the nucleus; it is compared with these references:
   least: a counterstain bluer than the hematoxylin vector unmixes to
   slightly negative DAB, and a border that merely reaches zero there is not
   stained;
-* the DAB image's plateau under it (what a grey opening with a disc
-  ``PLATEAU_UM`` across keeps). A membrane, even two neighbours' merged and
+* the DAB image's plateau under it (``stain.dab_relief`` with a disc
+  ``PLATEAU_UM`` across). A membrane, even two neighbours' merged and
   blurred by a 20x scan, is narrower; brown cytoplasm filling a tumour cell
   is wider. A territory that takes in part of such a cell, the rest of it
   beyond its edge, sees a rise over its own pale cytoplasm there: the edge
@@ -60,9 +60,9 @@ import cv2
 import numpy as np
 
 from ..config import MembraneConfig
-from ..filters import disc_opening
 from ..segmentation import pixels
 from .cells import Cells
+from .stain import dab_relief
 
 @dataclass
 class Membranes:
@@ -264,7 +264,7 @@ def measure_membranes(dab: np.ndarray, cells: Cells, mpp: float,
     # Territory label and nucleus flag travel in one image (2 x label + flag; exact in float32 below 2^23
     # cells), so one nearest-neighbour remap reads both.
     code = (2 * cells.territory + nuclei).astype(np.float32)
-    plateau = disc_opening(cv2.GaussianBlur(dab, (0, 0), 0.5 / mpp), int(round(PLATEAU_UM / 2 / mpp)))
+    plateau = dab_relief(dab, mpp, PLATEAU_UM)[1]
     val, code = sample_rays([(smooth, cv2.INTER_LINEAR), (code, cv2.INTER_NEAREST)], origin, ang, radii)
     code = code.astype(np.int32)
     lab, nuc = code >> 1, code & 1

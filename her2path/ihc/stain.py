@@ -170,11 +170,11 @@ def stains_for(pixels: np.ndarray, cfg, white: float = 255.0) -> Stains:
                            min_dab_fraction=cfg.min_dab_fraction, white=white)
 
 
-def dab_relief(dab: np.ndarray, mpp: float) -> tuple[np.ndarray, np.ndarray]:
+def dab_relief(dab: np.ndarray, mpp: float, disc_um: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
     """(the thin part of the DAB OD image, its plateaus), both OD: the image is smoothed over 0.5 um,
-    and a grey opening with a disc 3 um across (``filters.disc_opening``) keeps what is wider than any
-    membrane (cytoplasm filled with DAB, a stained nucleus): the plateaus. What it removes, the smoothed
-    image less its plateaus, is the thin part: the membranes.
+    and a grey opening with a disc ``disc_um`` across (``filters.disc_opening``) keeps what is wider than
+    any membrane (cytoplasm filled with DAB, a stained nucleus): the plateaus. What it removes, the
+    smoothed image less its plateaus, is the thin part: the membranes.
 
     Examples
     --------
@@ -186,5 +186,5 @@ def dab_relief(dab: np.ndarray, mpp: float) -> tuple[np.ndarray, np.ndarray]:
     (True, True)
     """
     smooth = cv2.GaussianBlur(dab, (0, 0), 0.5 / mpp)
-    plateau = disc_opening(smooth, int(round(1.5 / mpp)))
+    plateau = disc_opening(smooth, int(round(disc_um / 2 / mpp)))
     return smooth - plateau, plateau
