@@ -109,7 +109,7 @@ def score_core(code: Path, path: Path, mpp: float, guideline: str, workers: int,
 
 def model_vote(votes: list[str]) -> str | None:
     """The tile model's slide-level vote: the class most of its voting tiles give (it votes only on
-    tiles with ``tile_model.min_tumour_cells`` tumour cells), the higher class on a tie; None
+    tiles ``rules.flags.model_compared`` admits), the higher class on a tie; None
     (abstains) without votes."""
     if not votes:
         return None

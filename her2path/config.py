@@ -249,6 +249,8 @@ class TileModelConfig(_Section):
     path: str | None = Field(description="weights file (None: models/tile_model.pt)")
     min_tumour_cells: int = Field(ge=1, description="tiles with fewer tumour cells are not compared (the model "
                                   "is not run there)")
+    min_tile_tissue: float = Field(ge=0, le=1, description="tiles with less of their area inside the tissue mask "
+                                   "are not compared (mostly glass: a core's or a section's edge)")
     min_tissue_fraction: float = Field(ge=0, le=1, description="model patches with less tissue are skipped")
     flag_probability: float = Field(gt=0, le=1, description="a vote one class from the measured score flags its "
                                      "tile only with at least this probability (two classes: always)")

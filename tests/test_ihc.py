@@ -12,6 +12,7 @@ from her2path.config import load_settings
 from her2path.errors import MppError, NoTissueError
 from her2path.ihc.stain import Stains, estimate_stains, unmix
 from her2path.io import open_image
+from her2path.io.tiling import tile_grid
 from her2path.io.writers import write_image
 from her2path.pipeline.ihc_slide import score_ihc
 from her2path.pipeline.outputs import write_ihc_outputs
@@ -177,19 +178,25 @@ def test_touching_nuclei_split_as_a_full_watershed_would():
 
 
 def test_the_tile_model_runs_only_on_tiles_it_is_compared_on(tmp_path):
-    """Tiles with fewer than tile_model.min_tumour_cells tumour cells carry no model score: it is not run."""
+    """Tiles with fewer than tile_model.min_tumour_cells tumour cells, or less than min_tile_tissue of
+    tissue (here the field's edge: the image ends inside them), carry no model score: it is not run."""
     f = render_ihc_field(preset("2+", seed=5, width_um=600, height_um=300))
     path = write_image(tmp_path / "f.png", f.rgb, 0.5)
     settings = load_settings()
+    tissue = [t.tissue_fraction for t in tile_grid(open_image(path), settings).tiles]
 
-    def run(least):
-        s = settings.model_copy(update={"tile_model": settings.tile_model.model_copy(update={"min_tumour_cells": least})})
+    def run(least, min_tissue):
+        update = {"min_tumour_cells": least, "min_tile_tissue": min_tissue}
+        s = settings.model_copy(update={"tile_model": settings.tile_model.model_copy(update=update)})
         return score_ihc(path, settings=s, workers=1).tiles
 
-    tiles = run(1)
-    assert any(t.model_probability is not None for t in tiles)
+    tiles = run(1, 0.0)
+    assert all(t.tumour_cells >= 20 for t in tiles[:3]) and tissue[2] < 0.5 <= min(tissue[:2])
+    assert all(t.model_probability is not None for t in tiles[:3])
     assert all(t.model_probability is None for t in tiles if t.tumour_cells < 1)
-    assert all(t.model_probability is None and t.model_score is None for t in run(10**6))
+    assert all(t.model_probability is None and t.model_score is None for t in run(10**6, 0.0))
+    edge = run(1, 0.5)
+    assert [t.model_probability is not None for t in edge] == [x >= 0.5 for x in tissue]
 
 
 def test_the_thumbnail_is_read_once_per_resolution(sample_slide):

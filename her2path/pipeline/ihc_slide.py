@@ -161,8 +161,7 @@ def _tile_job(index: int) -> tuple[int, TileCells, tuple[np.ndarray | None, bool
     tc = core_cells(analyze_tile(rgb, grid.mpp, _W["stains"], settings.ihc, white), margin, tile.size)
     probs = (None, False)
     # The model's vote is compared only on tiles with enough tumour cells (``assemble``): it runs there only.
-    if _W["model"] is not None and model_compared(int((tc.tumour & ~tc.excluded).sum()),
-                                                   settings.tile_model.min_tumour_cells):
+    if _W["model"] is not None and _compared(int((tc.tumour & ~tc.excluded).sum()), tile, settings.tile_model):
         from ..classify.model import tile_probabilities
 
         core = rgb[margin:margin + tile.size, margin:margin + tile.size]
@@ -351,7 +350,7 @@ def assemble(m: SlideMeasurements, table: Guideline) -> IhcResult:
     tiles = [_tile_result(i, entry, table, pattern, settings.tile_model)
              for i, entry in enumerate(per_tile)]
     flagged = [t.index for t in tiles if t.flagged]
-    compared = [t for t in tiles if model_compared(t.tumour_cells, settings.tile_model.min_tumour_cells)]
+    compared = [t for t, e in zip(tiles, per_tile) if _compared(t.tumour_cells, e.tile, settings.tile_model)]
     warnings = ihc_warnings(
         tumour_cells=n, excluded_cells=excluded, dab_absent=stains.dab_absent,
         no_membrane_dab=all(c == "0" for c in cells.cls),
@@ -380,6 +379,11 @@ def assemble(m: SlideMeasurements, table: Guideline) -> IhcResult:
     )
 
 
+def _compared(tumour_cells: int, tile: Tile, model_cfg: TileModelConfig) -> bool:
+    """``rules.flags.model_compared`` for a tile of the grid, with the configured limits."""
+    return model_compared(tumour_cells, tile.tissue_fraction, model_cfg.min_tumour_cells, model_cfg.min_tile_tissue)
+
+
 class _TileEntry(NamedTuple):
     """What ``assemble`` keeps of a tile until the slide's stain finding is known."""
 
@@ -395,11 +399,11 @@ class _TileEntry(NamedTuple):
 
 def _tile_result(i: int, e: _TileEntry, table: Guideline, pattern, model_cfg: TileModelConfig) -> TileResult:
     """One tile's result: its guideline score under the slide's stain finding, and the tile model's
-    vote where it ran (compared on tiles with >= ``min_tumour_cells`` cells; flagged by ``tile_flagged``)."""
+    vote where it ran (compared by ``model_compared``; flagged by ``tile_flagged``)."""
     measured, near = tile_score(e.cls, e.xy_um, table, pattern)
     model_score = CLASSES[int(np.argmax(e.probs))] if e.probs is not None and not e.abstain else None
     flagged = tile_flagged(measured, model_score, float(np.max(e.probs)) if e.probs is not None else 0.0,
-                           model_compared(len(e.cls), model_cfg.min_tumour_cells), model_cfg.flag_probability)
+                           _compared(len(e.cls), e.tile, model_cfg), model_cfg.flag_probability)
     t = e.tile
     return TileResult(
         index=i, col=t.col, row=t.row, x=t.x, y=t.y, width=t.width0, height=t.height0,
