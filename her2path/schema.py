@@ -136,9 +136,9 @@ class TileResult(Model):
     defocus_fraction: float        # fraction of the tile judged out of focus
     noise_od: float                # DAB noise of the tile
     model_score: str | None = None         # the tile model's score (None: not run, as on tiles with fewer than
-                                           # tile_model.min_tumour_cells tumour cells or mostly glass; no tissue patch;
-                                           # abstained)
-    model_abstained: bool = False          # the tile lies outside what the model was trained on: no vote
+                                           # tile_model.min_tumour_cells tumour cells or mostly glass; abstained)
+    model_abstained: bool = False          # the tile lies outside what the model was trained on (or no patch
+                                           # holds tissue enough to read): no vote
     model_probability: list[float] | None = None   # its probabilities for 0, 1+, 2+, 3+
     flagged: bool = False          # model and measurement disagree: review this tile
     near_cutoff: bool = False      # the tile's deciding percentage lies near a cut-off

@@ -101,7 +101,8 @@ def test_model_card_names_the_shipped_weights():
 
 def test_the_tile_model_abstains_only_beyond_its_novelty_threshold():
     """The shipped model withholds its vote on a tile whose features lie farther from its training data
-    than its novelty threshold, and votes inside it; a model without novelty statistics never abstains."""
+    than its novelty threshold, and votes inside it; a model without novelty statistics abstains only
+    where no patch holds tissue to read."""
     from her2path.classify.model import embeddings, load_model, novelty_ratio, tile_probabilities
 
     rng = np.random.default_rng(0)
@@ -117,3 +118,5 @@ def test_the_tile_model_abstains_only_beyond_its_novelty_threshold():
     model.novelty = None
     assert novelty_ratio(model, embeddings(model, rgb[None])).tolist() == [0.0]
     assert tile_probabilities(model, rgb, 0.5)[1] is False
+    pale = np.full((256, 256, 3), 240, np.uint8)               # no patch with tissue to read: no vote
+    assert tile_probabilities(model, pale, 0.5) == (None, True)

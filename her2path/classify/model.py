@@ -105,7 +105,7 @@ def distances(features: np.ndarray, novelty: dict) -> np.ndarray:
 def novelty_ratio(model: TileNet, features: np.ndarray) -> np.ndarray:
     """(n,) each feature vector's distance to the training data (``distances``) over the model's novelty
     threshold: above 1 lies outside what the model was trained on. Zeros for a model without novelty
-    statistics (format /1), which never abstains."""
+    statistics (format /1), which abstains only where no patch holds tissue."""
     novelty = getattr(model, "novelty", None)
     if novelty is None:
         return np.zeros(len(features))
@@ -149,10 +149,12 @@ def tile_probabilities(model: TileNet, rgb: np.ndarray, mpp: float, min_tissue_f
                        white: float = 255.0) -> tuple[np.ndarray | None, bool]:
     """(mean class probabilities over the 128-um patches of an analysis tile, abstained).
 
-    Probabilities are None when no patch holds tissue. ``abstained`` is set
-    when the patches' features lie, on average, further from the training
-    data than the model's novelty threshold: the tile is unlike anything the
-    model was trained on, and its vote is withheld. The tile is resampled to
+    ``abstained`` is set when the patches' features lie, on average, further
+    from the training data than the model's novelty threshold: the tile is
+    unlike anything the model was trained on, and its vote is withheld. So it
+    is when no patch holds enough stained tissue to read (probabilities None):
+    pale tissue (a real signet-ring core: 7 of its 10 compared tiles) is as
+    far outside its training as glass. The tile is resampled to
     ``TILE_MPP`` when analysed at another resolution; patches whose tissue (any
     channel below 85% of ``white``) covers less than ``min_tissue_fraction``
     are skipped.
@@ -171,6 +173,6 @@ def tile_probabilities(model: TileNet, rgb: np.ndarray, mpp: float, min_tissue_f
             if (p.min(axis=2) < 0.85 * white).mean() >= min_tissue_fraction:
                 patches.append(p)
     if not patches:
-        return None, False
+        return None, True
     features = embeddings(model, np.stack(patches))          # once: for the vote and for the novelty test
     return probabilities(model, features).mean(0), bool(np.mean(novelty_ratio(model, features)) > 1)
