@@ -1,4 +1,4 @@
-"""Choose the membrane tests (``ihc.membrane``) and the stained-cell cut-off over the generator's tuning seeds.
+"""Choose the membrane tests (``ihc.membrane``), the stained-cell and intense cut-offs over the generator's tuning seeds.
 
     python -m benchmarks.tune_membrane [--n 80] [--negatives 24] [--workers 2]
 
@@ -46,7 +46,10 @@ GRID = {"membrane.cytoplasm_contrast": [0.2, 0.3, 0.4, 0.5, 0.6],
         "membrane.arc_faint_od": [0.002, 0.005, 0.01],
         "membrane.faint_od": [0.02, 0.025, 0.03],   # below 0.02 OD (5% of the light) texture of unstained
                                                     # real tissue reads as 1+ (a real core: 5% -> 14% 1+)
-        "cell_class.min_stained_fraction": [0.06, 0.08, 0.1, 0.14, 0.18]}
+        "cell_class.min_stained_fraction": [0.02, 0.04, 0.06, 0.08, 0.1, 0.14, 0.18],
+        "cell_class.intense_od": [0.1, 0.11, 0.12, 0.13]}   # cell classes only: with the stained-cell cut-off,
+                                                             # what benchmarks.tune_cell_class moved (it does not
+                                                             # count the negatives, this search does first)
 
 _FIELDS: list[dict] = []     # segmented fields, shared with forked workers
 
