@@ -160,7 +160,8 @@ def _tile_job(index: int) -> tuple[int, TileCells, tuple[np.ndarray | None, bool
     white = float(np.mean(_W["white"]))
     tc = core_cells(analyze_tile(rgb, grid.mpp, _W["stains"], settings.ihc, white), margin, tile.size)
     probs = (None, False)
-    # The model's vote is compared only on tiles with enough tumour cells (``assemble``): it runs there only.
+    # The model's vote is compared only on tiles with enough tumour cells and tissue (``assemble``): it runs
+    # there only.
     if _W["model"] is not None and _compared(int((tc.tumour & ~tc.excluded).sum()), tile, settings.tile_model):
         from ..classify.model import tile_probabilities
 
